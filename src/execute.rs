@@ -158,7 +158,6 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<(), StepError> {
                 step: step.to_string(),
                 cause,
             };
-            log::error!("error: {err}");
             run.unwind();
             return Err(err);
         }
@@ -316,6 +315,8 @@ impl Run<'_> {
         };
         let ctx = FsContext::new("erofs")?;
         ctx.set_string("source", &source)?;
+        // A read-only superblock: else the kernel opens a loop device for writing (EACCES).
+        ctx.set_flag("ro")?;
         let erofs = ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?;
         if let Some(at) = staging {
             self.stage(&erofs, at)?;
