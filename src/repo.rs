@@ -291,7 +291,7 @@ pub enum EtcState {
     Missing,
     /// `etc` exists and is empty.
     Empty,
-    /// `etc/upper` and `etc/work` exist: composefs-rs's overlay layout.
+    /// `etc/upper` exists (with `etc/work`, or not yet): composefs-rs's overlay layout.
     OverlayDirs,
     /// `etc` holds a full copy of /etc: bootc's layout.
     Populated,
@@ -347,7 +347,8 @@ pub fn etc_state(sysroot_fd: BorrowedFd<'_>, deploy: &Path) -> EtcState {
             .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
             .unwrap_or(false)
     };
-    if is_dir("upper") && is_dir("work") {
+    // `upper` alone counts too: a first boot that stopped between creating the two.
+    if is_dir("upper") {
         return EtcState::OverlayDirs;
     }
     let Ok(mut entries) = rustix::fs::Dir::read_from(&fd) else {
