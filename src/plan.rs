@@ -388,9 +388,7 @@ impl fmt::Display for Step {
             } => {
                 let verity = match verity {
                     OverlayVerity::Require => "verity=require",
-                    OverlayVerity::IfImageHasVerity => {
-                        "verity=require if the image has fs-verity"
-                    }
+                    OverlayVerity::IfImageHasVerity => "verity=require if the image has fs-verity",
                 };
                 write!(
                     f,
@@ -474,7 +472,13 @@ mod tests {
         }
     }
 
-    fn render(sel: &ImageSelector, config: &Config, kernel: KernelFeatures, etc: EtcState, f: impl Fn(&mut Inputs<'_>)) -> String {
+    fn render(
+        sel: &ImageSelector,
+        config: &Config,
+        kernel: KernelFeatures,
+        etc: EtcState,
+        f: impl Fn(&mut Inputs<'_>),
+    ) -> String {
         let mut inputs = Inputs {
             sysroot: Path::new("/sysroot"),
             selector: sel,
@@ -493,7 +497,13 @@ mod tests {
 
     #[test]
     fn golden_default_secure_detached() {
-        let got = render(&selector(false), &Config::default(), KernelFeatures::ALL, EtcState::OverlayDirs, |_| {});
+        let got = render(
+            &selector(false),
+            &Config::default(),
+            KernelFeatures::ALL,
+            EtcState::OverlayDirs,
+            |_| {},
+        );
         let want = "\
 plan for /sysroot: image sha256:H, detached assembly, file-backed erofs, layers as fds
 step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (kernel fs-verity digest required)
@@ -582,7 +592,13 @@ step 8: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
             var: MountMode::None,
             ..Config::default()
         };
-        let got = render(&selector(false), &config, KernelFeatures::ALL, EtcState::Populated, |_| {});
+        let got = render(
+            &selector(false),
+            &config,
+            KernelFeatures::ALL,
+            EtcState::Populated,
+            |_| {},
+        );
         assert!(got.contains("mount /etc on /sysroot/etc: transient overlay of the image's /etc"));
         assert!(!got.contains("/var"), "{got}");
         assert!(!got.contains("state directory"), "{got}");
@@ -605,12 +621,21 @@ step 8: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
         let got = choose_image(&sels, Some(Algorithm::Sha256), |d| {
             Ok::<_, ()>((d.to_hex() == HEX).then_some("image"))
         });
-        let Ok((i, found, skipped)) = got else { panic!("{got:?}") };
+        let Ok((i, found, skipped)) = got else {
+            panic!("{got:?}")
+        };
         assert_eq!((i, found), (2, "image"));
-        assert_eq!(skipped[0].1, SkipReason::OtherAlgorithm { repository: Algorithm::Sha256 });
+        assert_eq!(
+            skipped[0].1,
+            SkipReason::OtherAlgorithm {
+                repository: Algorithm::Sha256
+            }
+        );
         assert_eq!(skipped[1].1, SkipReason::NotInRepository);
         // Nothing found: every selector is listed with its reason.
-        let none = choose_image(&sels, Some(Algorithm::Sha256), |_| Ok::<Option<()>, ()>(None));
+        let none = choose_image(&sels, Some(Algorithm::Sha256), |_| {
+            Ok::<Option<()>, ()>(None)
+        });
         assert!(matches!(none, Err(Ok(ref s)) if s.len() == 3));
         // A refused entry stops the search.
         let refused = choose_image(&sels, None, |_| Err::<Option<()>, _>("escapes"));

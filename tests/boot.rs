@@ -15,10 +15,23 @@ const PATHS: &[(&str, &[&str])] = &[
     ("attach-first", &["--force-overlay", "attach-first"]),
     ("string-lowerdir", &["--force-overlay", "string-lowerdir"]),
     ("loop", &["--force-erofs", "loop"]),
-    ("loop+string-lowerdir", &["--force-erofs", "loop", "--force-overlay", "string-lowerdir"]),
+    (
+        "loop+string-lowerdir",
+        &[
+            "--force-erofs",
+            "loop",
+            "--force-overlay",
+            "string-lowerdir",
+        ],
+    ),
 ];
 
-fn boot(repo: &Repo, karg: &str, extra: &[&str], config: Option<&str>) -> (Sysroot, Namespace, Run) {
+fn boot(
+    repo: &Repo,
+    karg: &str,
+    extra: &[&str],
+    config: Option<&str>,
+) -> (Sysroot, Namespace, Run) {
     let sysroot = Sysroot::new(repo);
     let ns = Namespace::new(&sysroot.path);
     let cfg = sysroot.path.with_extension("toml");
@@ -43,30 +56,68 @@ fn check_root(repo: &Repo, sysroot: &Sysroot, ns: &Namespace, path_name: &str) {
     let ctx = |what: &str| format!("[{path_name}] {what}");
 
     // Content: an inline file, external objects, a 300 KB file byte for byte.
-    assert_eq!(fs::read(r("usr/share/doc/small")).unwrap(), b"tiny", "{}", ctx("inline file"));
+    assert_eq!(
+        fs::read(r("usr/share/doc/small")).unwrap(),
+        b"tiny",
+        "{}",
+        ctx("inline file")
+    );
     assert_eq!(
         fs::read_to_string(r("usr/bin/hello")).unwrap(),
         "#!/bin/sh\necho hello from composefs\n",
         "{}",
         ctx("object file")
     );
-    assert!(fs::read(r("usr/lib/big.bin")).unwrap() == pattern(300_000), "{}", ctx("big file content"));
+    assert!(
+        fs::read(r("usr/lib/big.bin")).unwrap() == pattern(300_000),
+        "{}",
+        ctx("big file content")
+    );
     // Modes and owners.
     let m = fs::metadata(r("usr/bin/setuid")).unwrap();
-    assert_eq!(m.permissions().mode() & 0o7777, 0o4755, "{}", ctx("setuid mode"));
+    assert_eq!(
+        m.permissions().mode() & 0o7777,
+        0o4755,
+        "{}",
+        ctx("setuid mode")
+    );
     let m = fs::metadata(r("usr/lib/owned")).unwrap();
-    assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (1234, 5678, 0o640), "{}", ctx("owner"));
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o777),
+        (1234, 5678, 0o640),
+        "{}",
+        ctx("owner")
+    );
     // Symlinks, relative and absolute, kept as links.
-    assert_eq!(fs::read_link(r("usr/bin/link-to-hello")).unwrap(), Path::new("hello"));
-    assert_eq!(fs::read_link(r("usr/lib/abs-link")).unwrap(), Path::new("/usr/lib/big.bin"));
+    assert_eq!(
+        fs::read_link(r("usr/bin/link-to-hello")).unwrap(),
+        Path::new("hello")
+    );
+    assert_eq!(
+        fs::read_link(r("usr/lib/abs-link")).unwrap(),
+        Path::new("/usr/lib/big.bin")
+    );
     // Hard links share an inode.
-    assert_eq!(ino(&r("usr/bin/hard1")), ino(&r("usr/bin/hard2")), "{}", ctx("hardlink"));
+    assert_eq!(
+        ino(&r("usr/bin/hard1")),
+        ino(&r("usr/bin/hard2")),
+        "{}",
+        ctx("hardlink")
+    );
     assert_eq!(fs::metadata(r("usr/bin/hard1")).unwrap().nlink(), 2);
     // Device node and FIFO.
     let m = fs::symlink_metadata(r("usr/lib/null")).unwrap();
     assert!(m.file_type().is_char_device(), "{}", ctx("char device"));
-    assert_eq!((rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev())), (1, 3));
-    assert!(fs::symlink_metadata(r("usr/lib/fifo")).unwrap().file_type().is_fifo());
+    assert_eq!(
+        (rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev())),
+        (1, 3)
+    );
+    assert!(
+        fs::symlink_metadata(r("usr/lib/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
     // The kept xattr.
     let mut buf = [0u8; 64];
     let n = rustix::fs::getxattr(r("usr/bin/capable"), "security.capability", &mut buf)
@@ -87,10 +138,18 @@ fn check_root(repo: &Repo, sysroot: &Sysroot, ns: &Namespace, path_name: &str) {
     assert!(cfs.has_super_option("metacopy=on") && cfs.has_super_option("redirect_dir=on"));
     // The root cannot be written.
     let err = fs::write(r("usr/new-file"), b"x").unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc_erofs()), "{}", ctx("write to /usr"));
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc_erofs()),
+        "{}",
+        ctx("write to /usr")
+    );
 
     // The physical root at sysroot/sysroot, read-only, showing the repository.
-    let phys = mounts.iter().find(|m| m.target == format!("{s}/sysroot")).unwrap();
+    let phys = mounts
+        .iter()
+        .find(|m| m.target == format!("{s}/sysroot"))
+        .unwrap();
     assert!(phys.readonly(), "{}", ctx("physical root read-only"));
     assert!(r("sysroot/composefs/meta.json").exists());
     assert_eq!(
@@ -108,9 +167,15 @@ fn check_default_state(repo: &Repo, sysroot: &Sysroot, ns: &Namespace) {
     let root = ns.path(&sysroot.path);
     let deploy = sysroot.deploy(&repo.hex);
     // /etc shows the image's files and takes writes into the deployment's upper dir.
-    assert_eq!(fs::read_to_string(root.join("etc/hostname")).unwrap(), "composefs-test\n");
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "composefs-test\n"
+    );
     fs::write(root.join("etc/new.conf"), b"written at runtime").unwrap();
-    assert_eq!(fs::read(deploy.join("etc/upper/new.conf")).unwrap(), b"written at runtime");
+    assert_eq!(
+        fs::read(deploy.join("etc/upper/new.conf")).unwrap(),
+        b"written at runtime"
+    );
     // The state dirs were created with the documented modes.
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&deploy.join("etc/upper")), 0o755);
@@ -118,10 +183,16 @@ fn check_default_state(repo: &Repo, sysroot: &Sysroot, ns: &Namespace) {
     // /var is the deployment's own directory.
     fs::write(root.join("var/log-entry"), b"v").unwrap();
     assert_eq!(fs::read(deploy.join("var/log-entry")).unwrap(), b"v");
-    assert!(!root.join("var/lib/app/state").exists(), "/var must be the state dir, not the image's");
+    assert!(
+        !root.join("var/lib/app/state").exists(),
+        "/var must be the state dir, not the image's"
+    );
     let s = sysroot.path.to_str().unwrap();
     let mounts = ns.mounts_under(&sysroot.path);
-    let etc = mounts.iter().find(|m| m.target == format!("{s}/etc")).unwrap();
+    let etc = mounts
+        .iter()
+        .find(|m| m.target == format!("{s}/etc"))
+        .unwrap();
     assert_eq!(etc.fstype, "overlay");
     assert!(!etc.readonly());
 }
@@ -151,7 +222,11 @@ fn sha512_and_v2_images_boot() {
     if !root_or_skip("sha512_and_v2_images_boot") {
         return;
     }
-    for repo in [make_repo("sha512", "1"), make_repo("sha256", "2"), make_repo("sha512", "2")] {
+    for repo in [
+        make_repo("sha512", "1"),
+        make_repo("sha256", "2"),
+        make_repo("sha512", "2"),
+    ] {
         for (name, flags) in [PATHS[0], PATHS[2]] {
             let (sysroot, ns, run) = boot(&repo, &format!("composefs=?{}", repo.hex), flags, None);
             run.ok();
@@ -190,10 +265,23 @@ fn every_karg_form_selects_the_image() {
         );
     }
     // The skipped ones are logged with their reason.
-    let (_s, _ns, run) = boot(repo, &format!("composefs=?{sha512} composefs=?{other} composefs=?{h}"), &[], None);
+    let (_s, _ns, run) = boot(
+        repo,
+        &format!("composefs=?{sha512} composefs=?{other} composefs=?{h}"),
+        &[],
+        None,
+    );
     run.ok();
-    assert!(run.stderr.contains("the repository uses sha256"), "{}", run.stderr);
-    assert!(run.stderr.contains("no such image in the repository"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the repository uses sha256"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("no such image in the repository"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -205,13 +293,27 @@ fn etc_and_var_modes() {
     let karg = format!("composefs=?{}", repo.hex);
     for (name, flags) in [PATHS[0], PATHS[1]] {
         // none: the image's own directories, read-only.
-        let (sysroot, ns, run) =
-            boot(repo, &karg, flags, Some("[etc]\nmount = \"none\"\n[var]\nmount = \"root\"\n"));
+        let (sysroot, ns, run) = boot(
+            repo,
+            &karg,
+            flags,
+            Some("[etc]\nmount = \"none\"\n[var]\nmount = \"root\"\n"),
+        );
         run.ok();
         let root = ns.path(&sysroot.path);
-        assert!(root.join("var/lib/app/state").exists(), "[{name}] none: image /var");
-        assert!(fs::write(root.join("etc/x"), b"x").is_err(), "[{name}] none: /etc read-only");
-        assert_eq!(ns.mounts_under(&sysroot.path).len(), 3, "[{name}] sysroot, composefs, physical root");
+        assert!(
+            root.join("var/lib/app/state").exists(),
+            "[{name}] none: image /var"
+        );
+        assert!(
+            fs::write(root.join("etc/x"), b"x").is_err(),
+            "[{name}] none: /etc read-only"
+        );
+        assert_eq!(
+            ns.mounts_under(&sysroot.path).len(),
+            3,
+            "[{name}] sysroot, composefs, physical root"
+        );
 
         // transient: writable, backed by tmpfs, nothing reaches the state directory.
         let (sysroot, ns, run) = boot(
@@ -224,21 +326,40 @@ fn etc_and_var_modes() {
         let root = ns.path(&sysroot.path);
         fs::write(root.join("etc/t"), b"t").unwrap();
         fs::write(root.join("var/t"), b"t").unwrap();
-        assert_eq!(fs::read_to_string(root.join("etc/app.conf")).unwrap(), "setting = from-image\n");
-        assert!(root.join("var/lib/app/state").exists(), "[{name}] transient /var shows the image's");
-        assert!(!sysroot.path.join("state").exists(), "[{name}] transient touches no state");
+        assert_eq!(
+            fs::read_to_string(root.join("etc/app.conf")).unwrap(),
+            "setting = from-image\n"
+        );
+        assert!(
+            root.join("var/lib/app/state").exists(),
+            "[{name}] transient /var shows the image's"
+        );
+        assert!(
+            !sysroot.path.join("state").exists(),
+            "[{name}] transient touches no state"
+        );
 
         // overlay for /var, bind for /etc: explicit modes.
-        let (sysroot, ns, run) =
-            boot(repo, &karg, flags, Some("[etc]\nmount = \"bind\"\n[var]\nmount = \"overlay\"\n"));
+        let (sysroot, ns, run) = boot(
+            repo,
+            &karg,
+            flags,
+            Some("[etc]\nmount = \"bind\"\n[var]\nmount = \"overlay\"\n"),
+        );
         run.ok();
         let root = ns.path(&sysroot.path);
         let deploy = sysroot.deploy(&repo.hex);
         fs::write(root.join("etc/b"), b"b").unwrap();
         assert!(deploy.join("etc/b").exists(), "[{name}] /etc bind");
-        assert!(root.join("var/lib/app/state").exists(), "[{name}] /var overlay shows the image's");
+        assert!(
+            root.join("var/lib/app/state").exists(),
+            "[{name}] /var overlay shows the image's"
+        );
         fs::write(root.join("var/o"), b"o").unwrap();
-        assert!(deploy.join("var/upper/o").exists(), "[{name}] /var overlay upper");
+        assert!(
+            deploy.join("var/upper/o").exists(),
+            "[{name}] /var overlay upper"
+        );
     }
 }
 
@@ -268,10 +389,19 @@ fn bootc_state_layout_is_detected() {
     ]);
     run.ok();
     let root = ns.path(&sysroot.path);
-    assert_eq!(fs::read_to_string(root.join("etc/hostname")).unwrap(), "bootc-host\n");
-    assert!(!root.join("etc/app.conf").exists(), "bootc /etc is the copy alone (bind)");
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "bootc-host\n"
+    );
+    assert!(
+        !root.join("etc/app.conf").exists(),
+        "bootc /etc is the copy alone (bind)"
+    );
     assert_eq!(fs::read(root.join("var/lib/shared")).unwrap(), b"s");
-    assert!(!deploy.join("etc/upper").exists(), "no overlay dirs made in a bootc layout");
+    assert!(
+        !deploy.join("etc/upper").exists(),
+        "no overlay dirs made in a bootc layout"
+    );
 }
 
 #[test]
@@ -286,11 +416,22 @@ fn composefs_rs_layout_keeps_existing_state() {
     fs::create_dir_all(deploy.join("etc/work")).unwrap();
     fs::write(deploy.join("etc/upper/hostname"), b"changed-before\n").unwrap();
     let ns = Namespace::new(&sysroot.path);
-    ns.run(&["--sysroot", sysroot.path.to_str().unwrap(), "--cmdline", &format!("composefs=?{}", repo.hex)])
-        .ok();
+    ns.run(&[
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--cmdline",
+        &format!("composefs=?{}", repo.hex),
+    ])
+    .ok();
     let root = ns.path(&sysroot.path);
-    assert_eq!(fs::read_to_string(root.join("etc/hostname")).unwrap(), "changed-before\n");
-    assert_eq!(fs::read_to_string(root.join("etc/app.conf")).unwrap(), "setting = from-image\n");
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "changed-before\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("etc/app.conf")).unwrap(),
+        "setting = from-image\n"
+    );
 }
 
 #[test]
@@ -309,15 +450,28 @@ fn transient_root_keeps_sysroot_etc_var_visible() {
         run.ok();
         let root = ns.path(&sysroot.path);
         // / takes writes (tmpfs upper) and still shows the image.
-        fs::write(root.join("usr/new-file"), b"n").unwrap_or_else(|e| panic!("[{name}] write /: {e}"));
+        fs::write(root.join("usr/new-file"), b"n")
+            .unwrap_or_else(|e| panic!("[{name}] write /: {e}"));
         assert_eq!(fs::read(root.join("usr/share/doc/small")).unwrap(), b"tiny");
         // sysroot, /etc and /var are mounted on the visible top, not hidden below it.
-        assert!(root.join("sysroot/composefs/meta.json").exists(), "[{name}] sysroot visible");
+        assert!(
+            root.join("sysroot/composefs/meta.json").exists(),
+            "[{name}] sysroot visible"
+        );
         fs::write(root.join("etc/e"), b"e").unwrap();
-        assert!(sysroot.deploy(&repo.hex).join("etc/upper/e").exists(), "[{name}] /etc on top");
+        assert!(
+            sysroot.deploy(&repo.hex).join("etc/upper/e").exists(),
+            "[{name}] /etc on top"
+        );
         fs::write(root.join("var/v"), b"v").unwrap();
-        assert!(sysroot.deploy(&repo.hex).join("var/v").exists(), "[{name}] /var on top");
-        assert!(!sysroot.path.join("usr").exists(), "[{name}] root writes stay in tmpfs");
+        assert!(
+            sysroot.deploy(&repo.hex).join("var/v").exists(),
+            "[{name}] /var on top"
+        );
+        assert!(
+            !sysroot.path.join("usr").exists(),
+            "[{name}] root writes stay in tmpfs"
+        );
     }
 }
 
@@ -339,7 +493,9 @@ fn writable_sysroot_and_volatile_state() {
     assert!(sysroot.path.join("written").exists());
     let s = sysroot.path.to_str().unwrap();
     assert!(
-        !ns.mounts_under(&sysroot.path).iter().any(|m| m.target == format!("{s}/var")),
+        !ns.mounts_under(&sysroot.path)
+            .iter()
+            .any(|m| m.target == format!("{s}/var")),
         "systemd.volatile=state leaves /var unmounted"
     );
 }
@@ -353,7 +509,12 @@ fn no_composefs_argument_touches_nothing() {
     let sysroot = Sysroot::new(repo);
     let ns = Namespace::new(&sysroot.path);
     let before = ns.mounts();
-    let run = ns.run(&["--sysroot", sysroot.path.to_str().unwrap(), "--cmdline", "root=/dev/vda rw quiet"]);
+    let run = ns.run(&[
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--cmdline",
+        "root=/dev/vda rw quiet",
+    ]);
     run.ok();
     assert!(run.stderr.contains("nothing to do"), "{}", run.stderr);
     assert_eq!(ns.mounts(), before);
@@ -378,15 +539,29 @@ fn dry_run_prints_the_plan_and_mounts_nothing() {
     ]);
     run.ok();
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert!(lines[0].starts_with(&format!("plan for {}", sysroot.path.display())), "{}", run.stdout);
-    assert!(lines.iter().any(|l| l.contains(&format!("mount overlay composefs:{}", repo.hex))));
-    assert!(lines.last().unwrap().contains("attach the new root"), "{}", run.stdout);
+    assert!(
+        lines[0].starts_with(&format!("plan for {}", sysroot.path.display())),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("mount overlay composefs:{}", repo.hex)))
+    );
+    assert!(
+        lines.last().unwrap().contains("attach the new root"),
+        "{}",
+        run.stdout
+    );
     // Each step line is the line the real run logs.
     let (_s, _ns, real) = boot(repo, &format!("composefs=?{}", repo.hex), &[], None);
     for l in lines.iter().filter(|l| l.starts_with("step ")) {
         let tail = l.replace(&sysroot.path.display().to_string(), "");
         assert!(
-            real.stderr.lines().any(|r| r.replace(&_s.path.display().to_string(), "").ends_with(&tail)),
+            real.stderr.lines().any(|r| r
+                .replace(&_s.path.display().to_string(), "")
+                .ends_with(&tail)),
             "dry-run line not logged by a real run: {l}"
         );
     }

@@ -12,11 +12,19 @@ fn failure_at_every_step_unwinds_everything() {
     }
     let repo = repo256();
     let karg = format!("composefs=?{} systemd.volatile=", repo.hex);
-    let configs = ["", "[root]\ntransient = true\n[var]\nmount = \"transient\"\n"];
+    let configs = [
+        "",
+        "[root]\ntransient = true\n[var]\nmount = \"transient\"\n",
+    ];
     let paths: &[&[&str]] = &[
         &["--force-overlay", "detached"],
         &["--force-overlay", "attach-first"],
-        &["--force-overlay", "string-lowerdir", "--force-erofs", "loop"],
+        &[
+            "--force-overlay",
+            "string-lowerdir",
+            "--force-erofs",
+            "loop",
+        ],
     ];
     let mut checked = 0;
     for config in configs {
@@ -38,7 +46,11 @@ fn failure_at_every_step_unwinds_everything() {
             dry.push("--dry-run");
             let plan = ns.run(&dry);
             plan.ok();
-            let steps = plan.stdout.lines().filter(|l| l.starts_with("step ")).count();
+            let steps = plan
+                .stdout
+                .lines()
+                .filter(|l| l.starts_with("step "))
+                .count();
             assert!(steps >= 8, "{}", plan.stdout);
             let before = ns.mounts();
             let image = sysroot.image(&repo.hex);
@@ -52,7 +64,10 @@ fn failure_at_every_step_unwinds_everything() {
                     "{flags:?} config {config:?}: failure at step {n} left mounts:\n{}",
                     run.stderr
                 );
-                assert!(loops_backing(&image).is_empty(), "step {n}: loop device left");
+                assert!(
+                    loops_backing(&image).is_empty(),
+                    "step {n}: loop device left"
+                );
                 checked += 1;
             }
             // And the same sysroot still boots afterwards.

@@ -10,16 +10,15 @@ use std::path::Path;
 use common::*;
 
 /// Runs the binary on a prepared sysroot and checks nothing was left behind.
-fn refused(
-    sysroot: &Sysroot,
-    karg: &str,
-    extra: &[&str],
-    code: i32,
-    needles: &[&str],
-) -> Run {
+fn refused(sysroot: &Sysroot, karg: &str, extra: &[&str], code: i32, needles: &[&str]) -> Run {
     let ns = Namespace::new(&sysroot.path);
     let before = ns.mounts();
-    let mut args = vec!["--sysroot", sysroot.path.to_str().unwrap(), "--cmdline", karg];
+    let mut args = vec![
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--cmdline",
+        karg,
+    ];
     args.extend_from_slice(extra);
     let run = ns.run(&args);
     run.fails(code, needles);
@@ -27,7 +26,11 @@ fn refused(
     let staging: Vec<_> = fs::read_dir("/run")
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("cfs-setup-root."))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("cfs-setup-root.")
+                })
                 .filter(|e| !live_pid(&e.file_name().to_string_lossy()))
                 .collect()
         })
@@ -51,7 +54,13 @@ fn unknown_digest_is_no_usable_image() {
     }
     let sysroot = Sysroot::new(repo256());
     let other = "ab".repeat(32);
-    refused(&sysroot, &format!("composefs=?{other}"), &[], 3, &[&other, "no such image"]);
+    refused(
+        &sysroot,
+        &format!("composefs=?{other}"),
+        &[],
+        3,
+        &[&other, "no such image"],
+    );
 }
 
 #[test]
@@ -65,9 +74,18 @@ fn malformed_digests_are_listed() {
         "composefs=abc123 composefs=?zz00 composefs.digest=v3-sha256-12:00",
         &[],
         3,
-        &["composefs=abc123", "composefs=?zz00", "composefs.digest=v3-sha256-12:00", "malformed"],
+        &[
+            "composefs=abc123",
+            "composefs=?zz00",
+            "composefs.digest=v3-sha256-12:00",
+            "malformed",
+        ],
     );
-    assert!(run.stderr.contains("ignoring composefs=abc123"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ignoring composefs=abc123"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -107,14 +125,24 @@ fn corrupt_and_truncated_images_are_refused() {
         &format!("composefs=?{}", repo.hex),
         &[],
         4,
-        &[image.to_str().unwrap(), "has digest", "corrupt or was replaced"],
+        &[
+            image.to_str().unwrap(),
+            "has digest",
+            "corrupt or was replaced",
+        ],
     );
     // Truncated.
     let sysroot = Sysroot::new(repo);
     let object = sysroot.private_image_object(&repo.hex);
     let data = fs::read(&object).unwrap();
     fs::write(&object, &data[..data.len() / 3]).unwrap();
-    refused(&sysroot, &format!("composefs=?{}", repo.hex), &[], 4, &["has digest"]);
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        4,
+        &["has digest"],
+    );
 }
 
 #[test]
@@ -137,8 +165,18 @@ fn corrupt_image_unchecked_fails_to_mount_and_unwinds() {
         fs::write(&cfg, "[image]\ncheck-digest = false\n").unwrap();
         let mut args = vec!["--config", cfg.to_str().unwrap()];
         args.extend_from_slice(flags);
-        refused(&sysroot, &format!("composefs=?{}", repo.hex), &args, 5, &["step 2", "erofs"]);
-        assert!(loops_backing(&object).is_empty(), "loop device left on {}", object.display());
+        refused(
+            &sysroot,
+            &format!("composefs=?{}", repo.hex),
+            &args,
+            5,
+            &["step 2", "erofs"],
+        );
+        assert!(
+            loops_backing(&object).is_empty(),
+            "loop device left on {}",
+            object.display()
+        );
     }
 }
 
@@ -155,7 +193,13 @@ fn image_of_another_name_is_refused() {
     let b_data = fs::read(&b_object).unwrap();
     let a_object = sysroot.private_image_object(&a.hex);
     fs::write(&a_object, b_data).unwrap();
-    refused(&sysroot, &format!("composefs=?{}", a.hex), &[], 4, &[&a.hex, &b.hex]);
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", a.hex),
+        &[],
+        4,
+        &[&a.hex, &b.hex],
+    );
 }
 
 #[test]
@@ -190,7 +234,13 @@ fn non_regular_and_dangling_images_are_refused() {
     let image = sysroot.image(&repo.hex);
     fs::remove_file(&image).unwrap();
     fs::create_dir(&image).unwrap();
-    refused(&sysroot, &format!("composefs=?{}", repo.hex), &[], 4, &["directory, not a regular file"]);
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        4,
+        &["directory, not a regular file"],
+    );
 
     let sysroot = Sysroot::new(repo);
     let image = sysroot.image(&repo.hex);
@@ -203,13 +253,25 @@ fn non_regular_and_dangling_images_are_refused() {
         0,
     )
     .unwrap();
-    refused(&sysroot, &format!("composefs=?{}", repo.hex), &[], 4, &["FIFO"]);
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        4,
+        &["FIFO"],
+    );
 
     let sysroot = Sysroot::new(repo);
     let image = sysroot.image(&repo.hex);
     fs::remove_file(&image).unwrap();
     std::os::unix::fs::symlink("../objects/00/missing", &image).unwrap();
-    refused(&sysroot, &format!("composefs=?{}", repo.hex), &[], 4, &["dangling"]);
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        4,
+        &["dangling"],
+    );
 }
 
 #[test]
@@ -237,7 +299,11 @@ fn missing_repository_and_usage_errors() {
     }
     let repo = repo256();
     let sysroot = Sysroot::new(repo);
-    fs::rename(sysroot.path.join("composefs"), sysroot.path.join("elsewhere")).unwrap();
+    fs::rename(
+        sysroot.path.join("composefs"),
+        sysroot.path.join("elsewhere"),
+    )
+    .unwrap();
     refused(
         &sysroot,
         &format!("composefs=?{}", repo.hex),
@@ -245,7 +311,10 @@ fn missing_repository_and_usage_errors() {
         3,
         &["composefs repository", "No such file"],
     );
-    let out = std::process::Command::new(BIN).arg("--frobnicate").output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--frobnicate")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument"));
 }
@@ -265,13 +334,29 @@ fn image_without_sysroot_dir_unwinds_on_every_path() {
     sh(std::process::Command::new(cfsctl())
         .args(["init", "--insecure", "--algorithm", "fsverity-sha256-12"])
         .arg(&dir));
-    let out = sh(std::process::Command::new(cfsctl()).arg("--repo").arg(&dir).arg("create-image").arg(&tree));
-    let hex = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("sha256:").to_string();
-    let repo = Repo { dir, algorithm: "sha256", hex };
+    let out = sh(std::process::Command::new(cfsctl())
+        .arg("--repo")
+        .arg(&dir)
+        .arg("create-image")
+        .arg(&tree));
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let repo = Repo {
+        dir,
+        algorithm: "sha256",
+        hex,
+    };
     for flags in [
         &["--force-overlay", "detached"][..],
         &["--force-overlay", "attach-first"],
-        &["--force-overlay", "string-lowerdir", "--force-erofs", "loop"],
+        &[
+            "--force-overlay",
+            "string-lowerdir",
+            "--force-erofs",
+            "loop",
+        ],
     ] {
         let sysroot = Sysroot::new(&repo);
         refused(

@@ -61,7 +61,9 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -80,21 +82,52 @@ pub fn build_tree(dir: &Path) {
         fs::write(&path, data).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
     };
-    for d in ["usr/bin", "usr/lib", "usr/share/doc", "etc", "var/lib/app", "sysroot", "boot", "dev", "run", "tmp"] {
+    for d in [
+        "usr/bin",
+        "usr/lib",
+        "usr/share/doc",
+        "etc",
+        "var/lib/app",
+        "sysroot",
+        "boot",
+        "dev",
+        "run",
+        "tmp",
+    ] {
         fs::create_dir_all(dir.join(d)).unwrap();
     }
-    w("usr/bin/hello", b"#!/bin/sh\necho hello from composefs\n", 0o755);
+    w(
+        "usr/bin/hello",
+        b"#!/bin/sh\necho hello from composefs\n",
+        0o755,
+    );
     // Large enough to be an external object (more than 64 bytes), with a known pattern.
     w("usr/lib/big.bin", &pattern(300_000), 0o644);
     w("usr/share/doc/small", b"tiny", 0o644); // inline in the image
-    w("usr/bin/setuid", b"pretend setuid binary, long enough to be an object file ok", 0o4755);
-    w("usr/lib/owned", b"owned by 1234:5678 and long enough to become an object too...", 0o640);
+    w(
+        "usr/bin/setuid",
+        b"pretend setuid binary, long enough to be an object file ok",
+        0o4755,
+    );
+    w(
+        "usr/lib/owned",
+        b"owned by 1234:5678 and long enough to become an object too...",
+        0o640,
+    );
     std::os::unix::fs::chown(dir.join("usr/lib/owned"), Some(1234), Some(5678)).unwrap();
-    w("usr/bin/hard1", b"hard-linked content, long enough to be stored as an object file", 0o755);
+    w(
+        "usr/bin/hard1",
+        b"hard-linked content, long enough to be stored as an object file",
+        0o755,
+    );
     fs::hard_link(dir.join("usr/bin/hard1"), dir.join("usr/bin/hard2")).unwrap();
     symlink("hello", dir.join("usr/bin/link-to-hello")).unwrap();
     symlink("/usr/lib/big.bin", dir.join("usr/lib/abs-link")).unwrap();
-    w("usr/bin/capable", b"a file with a security.capability xattr, kept by cfsctl", 0o755);
+    w(
+        "usr/bin/capable",
+        b"a file with a security.capability xattr, kept by cfsctl",
+        0o755,
+    );
     // VFS_CAP_REVISION_2, cap_net_bind_service (bit 10) permitted.
     let cap: [u8; 20] = [0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     rustix::fs::setxattr(
@@ -104,7 +137,9 @@ pub fn build_tree(dir: &Path) {
         rustix::fs::XattrFlags::empty(),
     )
     .unwrap();
-    sh(Command::new("mknod").arg(dir.join("usr/lib/null")).args(["c", "1", "3"]));
+    sh(Command::new("mknod")
+        .arg(dir.join("usr/lib/null"))
+        .args(["c", "1", "3"]));
     sh(Command::new("mkfifo").arg(dir.join("usr/lib/fifo")));
     w("etc/hostname", b"composefs-test\n", 0o644);
     w("etc/app.conf", b"setting = from-image\n", 0o644);
@@ -145,13 +180,21 @@ pub fn make_repo(algorithm: &'static str, erofs_version: &str) -> Repo {
         .arg("--erofs-version")
         .arg(erofs_version)
         .arg(&dir));
-    let out = sh(Command::new(cfsctl()).arg("--repo").arg(&dir).arg("create-image").arg(&tree));
+    let out = sh(Command::new(cfsctl())
+        .arg("--repo")
+        .arg(&dir)
+        .arg("create-image")
+        .arg(&tree));
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let hex = printed
         .strip_prefix(&format!("{algorithm}:"))
         .unwrap_or_else(|| panic!("unexpected create-image output {printed:?}"))
         .to_string();
-    Repo { dir, algorithm, hex }
+    Repo {
+        dir,
+        algorithm,
+        hex,
+    }
 }
 
 /// The shared sha256 (V1 EROFS) repository; tests copy it when they need to damage it.
@@ -171,7 +214,10 @@ impl Sysroot {
     /// damage to an image is done by replacing files, never by writing through a link).
     pub fn new(repo: &Repo) -> Sysroot {
         let path = scratch("sysroot");
-        sh(Command::new("cp").arg("-al").arg(&repo.dir).arg(path.join("composefs")));
+        sh(Command::new("cp")
+            .arg("-al")
+            .arg(&repo.dir)
+            .arg(path.join("composefs")));
         Sysroot { path }
     }
 
@@ -234,7 +280,11 @@ impl Namespace {
     /// A command that runs inside the namespace.
     pub fn command(&self, prog: &str, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg("-t").arg(self.pid().to_string()).args(["-m", "--"]).arg(prog).args(args);
+        c.arg("-t")
+            .arg(self.pid().to_string())
+            .args(["-m", "--"])
+            .arg(prog)
+            .args(args);
         c
     }
 
@@ -318,7 +368,12 @@ impl MountEntry {
         let (left, right) = line.split_once(" - ")?;
         let l: Vec<&str> = left.split(' ').collect();
         let r: Vec<&str> = right.split(' ').collect();
-        let unescape = |s: &str| s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\");
+        let unescape = |s: &str| {
+            s.replace("\\040", " ")
+                .replace("\\011", "\t")
+                .replace("\\012", "\n")
+                .replace("\\134", "\\")
+        };
         Some(MountEntry {
             root: unescape(l.get(3)?),
             target: unescape(l.get(4)?),
@@ -354,14 +409,26 @@ pub struct Run {
 impl Run {
     /// Asserts success.
     pub fn ok(&self) -> &Self {
-        assert_eq!(self.code, Some(0), "expected success:\n{}{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(0),
+            "expected success:\n{}{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// Asserts exit code `code` and that stderr has an error line containing each of
     /// `needles`.
     pub fn fails(&self, code: i32, needles: &[&str]) -> &Self {
-        assert_eq!(self.code, Some(code), "expected exit {code}:\n{}{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}:\n{}{}",
+            self.stdout,
+            self.stderr
+        );
         let line = self
             .stderr
             .lines()
