@@ -598,16 +598,15 @@ impl Run<'_> {
     }
 
     fn release_staging_dir(&mut self) {
-        if let Some(staging) = &self.plan.staging {
-            if let Some(pos) = self
+        if let Some(staging) = &self.plan.staging
+            && let Some(pos) = self
                 .undo
                 .iter()
                 .position(|u| matches!(u, Undo::RemoveDir(p) if p == staging))
-            {
-                self.undo.remove(pos);
-                if let Err(e) = rustix::fs::rmdir(staging) {
-                    log::warn!("could not remove {}: {e}", staging.display());
-                }
+        {
+            self.undo.remove(pos);
+            if let Err(e) = rustix::fs::rmdir(staging) {
+                log::warn!("could not remove {}: {e}", staging.display());
             }
         }
     }

@@ -200,10 +200,10 @@ pub fn probe(
     overrides: Overrides,
 ) -> std::io::Result<KernelFeatures> {
     // fsopen needs CAP_SYS_ADMIN; without it every probe would read as "absent".
-    if let Err(e) = FsContext::new("tmpfs") {
-        if e.errno() == Errno::PERM {
-            return Err(std::io::Error::from(Errno::PERM));
-        }
+    if let Err(e) = FsContext::new("tmpfs")
+        && e.errno() == Errno::PERM
+    {
+        return Err(std::io::Error::from(Errno::PERM));
     }
     let (overlay_verity, lowerdir_plus, fd_layers) = probe_overlay();
     let detached_trees = probe_detached_trees();

@@ -178,15 +178,18 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
             repo.path().display()
         ),
     }
-    let (index, image, skipped) =
-        match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| repo.open_image(d)) {
-            Ok(found) => found,
-            Err(Ok(mut skipped)) => {
-                skipped.extend(malformed());
-                return Err(RunError::NoUsableImage(skipped));
-            }
-            Err(Err(e)) => return Err(RunError::Refused(e)),
-        };
+    let plan::Chosen {
+        index,
+        found: image,
+        skipped,
+    } = match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| repo.open_image(d)) {
+        Ok(chosen) => chosen,
+        Err(plan::ChooseError::NoneUsable(mut skipped)) => {
+            skipped.extend(malformed());
+            return Err(RunError::NoUsableImage(skipped));
+        }
+        Err(plan::ChooseError::Refused(e)) => return Err(RunError::Refused(e)),
+    };
     for (arg, why) in &skipped {
         ::log::info!("skipping {arg}: {why}");
     }

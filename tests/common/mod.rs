@@ -259,10 +259,10 @@ impl Namespace {
         let ns = Namespace { holder };
         let me = fs::read_link("/proc/self/ns/mnt").unwrap();
         for _ in 0..500 {
-            if let Ok(theirs) = fs::read_link(format!("/proc/{}/ns/mnt", ns.pid())) {
-                if theirs != me {
-                    break;
-                }
+            if let Ok(theirs) = fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
+                && theirs != me
+            {
+                break;
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
@@ -451,10 +451,10 @@ pub fn loops_backing(file: &Path) -> Vec<String> {
             if !name.starts_with("loop") {
                 continue;
             }
-            if let Ok(b) = fs::read_to_string(e.path().join("loop/backing_file")) {
-                if Path::new(b.trim()) == want {
-                    found.push(name);
-                }
+            if let Ok(b) = fs::read_to_string(e.path().join("loop/backing_file"))
+                && Path::new(b.trim()) == want
+            {
+                found.push(name);
             }
         }
     }
