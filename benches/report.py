@@ -15,6 +15,20 @@ LABEL = {
     "peer-static": "composefs-setup-root 0.9.4 (+crt-static)",
 }
 OURS = ["ours", "ours-peerjob"]
+ABLATION = {
+    "floor": "floor: a static glibc Rust program that only exits (exec, libc start-up, exit)",
+    "dry-run": "`--dry-run`: command line, config, repository, image, kernel probe, plan; no mounts",
+    "no-kmsg": "`/dev/kmsg` bound to `/dev/null` (what logging to the kernel log costs)",
+    "no-erofs-probe": "`--force-erofs file` (no file-backed erofs probe)",
+    "musl": "the same source linked against musl instead of glibc",
+    "full": "full run (`check-digest = false`, as in the tables above)",
+}
+PIECES = {
+    "probe-overlay-and-detached-trees": "kernel probe without erofs (overlay keys, two tmpfs mounts)",
+    "probe-file-backed-erofs": "file-backed erofs probe (one erofs superblock, dropped)",
+    "open-dev-kmsg": "open `/dev/kmsg` for writing",
+    "read-image-whole": "read the whole image (page cache), as the digest check does",
+}
 
 
 def parse(path):
@@ -153,6 +167,37 @@ def main():
                   f"{ratio(sc[tool], sc['peer']) if tool in OURS else ''} | {rss[tool]:.0f} | "
                   f"{ratio(rss[tool], rss['peer']) if tool in OURS else ''} | {flt[tool]:.0f} |")
         p("")
+    abl = [r for r in by["ablation"] if r.get("rc") == "0"]
+    if abl:
+        case = abl[0]["case"]
+        p(f"### Where ours spends it ({case}, ours doing the peer's job, interleaved)")
+        p("")
+        p("Each variant leaves one thing out; the last column is what that thing costs "
+          "(median of the full run minus the variant's median).")
+        p("")
+        p("| variant | wall ms | full minus this |")
+        p("|---|---|---|")
+        meds = {}
+        lines = []
+        for v in ABLATION:
+            rs = [r for r in abl if r["variant"] == v]
+            if rs:
+                w, meds[v] = spread([num(r["wall_ns"]) for r in rs], 1e-6)
+                lines.append((v, w))
+        for v, w in lines:
+            d = "" if v == "full" or "full" not in meds else f"{meds['full'] - meds[v]:+.2f} ms"
+            p(f"| {ABLATION[v]} | {w} | {d} |")
+        p("")
+        pieces = by["piece"]
+        if pieces:
+            p("In-process, 200 times each (`benches/probe.rs`), min / **median** / max in µs:")
+            p("")
+            p("| piece | µs |")
+            p("|---|---|")
+            for r in pieces:
+                p(f"| {PIECES.get(r['piece'], r['piece'])} | {num(r['min_us']):.0f} / "
+                  f"**{num(r['median_us']):.0f}** / {num(r['max_us']):.0f} |")
+            p("")
     if failed:
         p(f"**{len(failed)} setup runs failed** (rc != 0): "
           + ", ".join(sorted({f"{r['tool']}/{r['tree']}/rc={r['rc']}" for r in failed})))
@@ -165,8 +210,9 @@ def main():
         p("|---|---|---|---|")
         for r in by["size"]:
             libs = r["libs"].replace("+", ", ") if r["libs"] != "none" else "nothing (static)"
-            name = {"ours": "cfs-setup-root (static)", "peer": LABEL["peer"],
-                    "peer-static": LABEL["peer-static"]}[r["tool"]]
+            name = {"ours": "cfs-setup-root (static glibc)", "peer": LABEL["peer"],
+                    "peer-static": LABEL["peer-static"],
+                    "ours-musl": "cfs-setup-root built for x86_64-unknown-linux-musl"}[r["tool"]]
             p(f"| {name} | {int(r['bytes']) / 1048576:.2f} MiB | {int(r['stripped']) / 1048576:.2f} MiB "
               f"| {libs} |")
         p("")

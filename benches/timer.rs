@@ -5,12 +5,14 @@
 //! namespace (with every mount the tool made) dies with this process: nothing stays mounted.
 //!
 //! ```text
-//! timer [--sysroot DIR] [--evict FILE] [--resident FILE] [--read REL]... -- PROGRAM ARGS...
+//! timer [--sysroot DIR [--no-kmsg]] [--evict FILE] [--resident FILE] [--read REL]... -- PROGRAM ARGS...
 //! ```
 //!
 //! * `--sysroot DIR`: `unshare(CLONE_NEWNS)`, make every mount private, bind-mount DIR on itself
 //!   (as `sysroot.mount` does in an initramfs); after the run, print the visible mount at each
 //!   mount point under DIR (`shape=`), and read the `--read` files through the new root.
+//! * `--no-kmsg` (with `--sysroot`): bind `/dev/null` over `/dev/kmsg` in the namespace, to see
+//!   what logging to the kernel log costs.
 //! * `--noop`: exit at once (measured as a tool, it is the floor: exec + Rust runtime + exit).
 //! * `--evict FILE`: drop FILE's pages from the page cache before the run (`POSIX_FADV_DONTNEED`);
 //!   `--resident FILE`: count FILE's pages in the page cache after the run (`mincore`).
@@ -235,6 +237,7 @@ fn main() {
     let mut evict_files = Vec::new();
     let mut resident_files = Vec::new();
     let mut reads = Vec::new();
+    let mut no_kmsg = false;
     let mut command = Vec::new();
     while let Some(a) = args.next() {
         match a.to_str() {
@@ -242,6 +245,7 @@ fn main() {
             Some("--evict") => evict_files.extend(args.next().map(PathBuf::from)),
             Some("--resident") => resident_files.extend(args.next().map(PathBuf::from)),
             Some("--read") => reads.extend(args.next().map(PathBuf::from)),
+            Some("--no-kmsg") => no_kmsg = true,
             // Exit at once: the cost of starting a static Rust program, the floor for any tool.
             Some("--noop") => exit(0),
             // `cargo bench` appends `--bench`; accept and ignore it.
@@ -258,12 +262,21 @@ fn main() {
     }
     if command.is_empty() {
         eprintln!(
-            "usage: timer [--sysroot DIR] [--evict FILE] [--resident FILE] [--read REL]... -- PROGRAM ARGS..."
+            "usage: timer [--sysroot DIR [--no-kmsg]] [--evict FILE] [--resident FILE] [--read REL]... -- PROGRAM ARGS..."
         );
         exit(125)
     }
     if let Some(dir) = &sysroot {
         enter_namespace(dir);
+        if no_kmsg {
+            // SAFETY: as in enter_namespace; the mount is private to this namespace.
+            let r = unsafe {
+                mount(c"/dev/null".as_ptr(), c"/dev/kmsg".as_ptr(), std::ptr::null(), MS_BIND, std::ptr::null())
+            };
+            if r != 0 {
+                die("bind /dev/null over /dev/kmsg");
+            }
+        }
     }
     for f in &evict_files {
         evict(f);
