@@ -261,6 +261,31 @@ def main():
                     same = "yes" if o[0]["digest"] == chk[0]["fsverity"] else "**NO**"
                 p(f"| {alg} | {data} | {os_} | {fs} | {ods} | {ls} | {ratio(omed, lmed)} | {raw} | {same} |")
         p("")
+    vm = by["vmboot"]
+    if vm:
+        p("### In a VM boot (QEMU TCG, Debian trixie, dracut + systemd, fs-verity on)")
+        p("")
+        p("From the journal of each boot: the unit's time from `Starting` to `Finished`, and its share "
+          "of the time from kernel start to `initrd-root-fs.target`. min / **median** / max.")
+        p("")
+        p("| tool | boots | unit ms | boot to initrd-root-fs.target, s | share | vs peer |")
+        p("|---|---|---|---|---|---|")
+        meds = {}
+        rows_ = []
+        for tool, label in (("ours", "cfs-setup-root"), ("peer", "composefs-setup-root 0.9.4")):
+            rs = [r for r in vm if r["tool"] == tool and r.get("ok") == "1"]
+            bad = len([r for r in vm if r["tool"] == tool and r.get("ok") != "1"])
+            if not rs:
+                rows_.append((tool, f"| {label} | 0 ({bad} failed) | n/a | n/a | n/a | |"))
+                continue
+            u, meds[tool] = spread([num(r["unit_us"]) for r in rs], 1e-3, "{:.0f}")
+            t, _ = spread([num(r["target_us"]) for r in rs], 1e-6, "{:.1f}")
+            sh, _ = spread([num(r["share_pct"]) for r in rs], 1, "{:.2f}%")
+            n = f"{len(rs)}" + (f" ({bad} failed)" if bad else "")
+            rows_.append((tool, f"| {label} | {n} | {u} | {t} | {sh} | "))
+        for tool, line in rows_:
+            p(line + (ratio(meds.get("ours"), meds.get("peer")) + " |" if tool == "ours" else " |"))
+        p("")
     print("\n".join(out))
 
 
