@@ -272,19 +272,25 @@ def main():
         p("|---|---|---|---|---|---|")
         meds = {}
         rows_ = []
-        for tool, label in (("ours", "cfs-setup-root"), ("peer", "composefs-setup-root 0.9.4")):
-            rs = [r for r in vm if r["tool"] == tool and r.get("ok") == "1"]
-            bad = len([r for r in vm if r["tool"] == tool and r.get("ok") != "1"])
+        names = {"ours": "cfs-setup-root", "peer": "composefs-setup-root 0.9.4"}
+        kinds = list(dict.fromkeys((r["tool"], r.get("extra", "")) for r in vm))
+        kinds.sort(key=lambda k: (k[1] != "", k[0] != "ours"))
+        for tool, extra in kinds:
+            label = names.get(tool, tool) + (f", with `{extra.replace(';', ' ')}`" if extra else "")
+            mine = [r for r in vm if r["tool"] == tool and r.get("extra", "") == extra]
+            rs = [r for r in mine if r.get("ok") == "1"]
+            bad = len(mine) - len(rs)
+            key = tool if not extra else f"{tool}+{extra}"
             if not rs:
-                rows_.append((tool, f"| {label} | 0 ({bad} failed) | n/a | n/a | n/a | |"))
+                rows_.append((key, f"| {label} | 0 ({bad} failed) | n/a | n/a | n/a | |"))
                 continue
-            u, meds[tool] = spread([num(r["unit_us"]) for r in rs], 1e-3, "{:.0f}")
+            u, meds[key] = spread([num(r["unit_us"]) for r in rs], 1e-3, "{:.0f}")
             t, _ = spread([num(r["target_us"]) for r in rs], 1e-6, "{:.1f}")
             sh, _ = spread([num(r["share_pct"]) for r in rs], 1, "{:.2f}%")
             n = f"{len(rs)}" + (f" ({bad} failed)" if bad else "")
-            rows_.append((tool, f"| {label} | {n} | {u} | {t} | {sh} | "))
-        for tool, line in rows_:
-            p(line + (ratio(meds.get("ours"), meds.get("peer")) + " |" if tool == "ours" else " |"))
+            rows_.append((key, f"| {label} | {n} | {u} | {t} | {sh} | "))
+        for key, line in rows_:
+            p(line + (ratio(meds.get(key), meds.get("peer")) + " |" if key.startswith("ours") else " |"))
         p("")
     print("\n".join(out))
 
