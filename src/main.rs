@@ -5,13 +5,14 @@
 //! and their locale code into a static binary: about 80 KiB we do not need). Arguments still
 //! come from `std::env::args` (glibc hands them to std through `.init_array`).
 
-#![no_main]
+#![cfg_attr(not(test), no_main)]
 
 use std::path::PathBuf;
 
 use cfs_setup_root::features::{Assembly, ErofsBacking, Overrides};
 use cfs_setup_root::{Options, Outcome, exit, run};
 
+#[cfg_attr(test, allow(dead_code))]
 const USAGE: &str = "\
 usage: cfs-setup-root [--sysroot DIR] [--config FILE] [--cmdline STRING] [--dry-run]
                       [--help] [--version]
@@ -97,6 +98,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
 // SAFETY: `main` is the symbol glibc's `__libc_start_main` calls; nothing else in the program
 // defines it (std's own `main` is not generated under `#![no_main]`), and the signature is
 // the C one. The arguments are ignored: std::env::args reads them.
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(
     _argc: std::ffi::c_int,
@@ -108,6 +110,7 @@ extern "C" fn main(
     std::process::exit(i32::from(code))
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn real_main() -> u8 {
     cfs_setup_root::log::init();
     let opts = match parse_args(std::env::args().skip(1)) {
