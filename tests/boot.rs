@@ -243,15 +243,9 @@ fn bootc_state_layout_is_detected() {
     fs::write(sysroot.path.join("state/os/default/var/lib/shared"), b"s").unwrap();
     std::os::unix::fs::symlink("../../os/default/var", deploy.join("var")).unwrap();
     let ns = Namespace::new(&sysroot.path);
-    let run = ns.run(&[
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        &format!("composefs=?{}", repo.hex),
-        "--config",
-        "/nonexistent/config.toml",
-    ]);
-    run.ok();
+    let karg = format!("composefs=?{}", repo.hex);
+    ns.run(&sysroot.args(&karg, &["--config", "/nonexistent/config.toml"]))
+        .ok();
     let root = ns.path(&sysroot.path);
     assert_eq!(
         fs::read_to_string(root.join("etc/hostname")).unwrap(),
@@ -280,13 +274,8 @@ fn composefs_rs_layout_keeps_existing_state() {
     fs::create_dir_all(deploy.join("etc/work")).unwrap();
     fs::write(deploy.join("etc/upper/hostname"), b"changed-before\n").unwrap();
     let ns = Namespace::new(&sysroot.path);
-    ns.run(&[
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        &format!("composefs=?{}", repo.hex),
-    ])
-    .ok();
+    ns.run(&sysroot.args(&format!("composefs=?{}", repo.hex), &[]))
+        .ok();
     let root = ns.path(&sysroot.path);
     assert_eq!(
         fs::read_to_string(root.join("etc/hostname")).unwrap(),
@@ -373,12 +362,7 @@ fn no_composefs_argument_touches_nothing() {
     let sysroot = Sysroot::new(repo);
     let ns = Namespace::new(&sysroot.path);
     let before = ns.mounts();
-    let run = ns.run(&[
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        "root=/dev/vda rw quiet",
-    ]);
+    let run = ns.run(&sysroot.args("root=/dev/vda rw quiet", &[]));
     run.ok();
     assert!(run.stderr.contains("nothing to do"), "{}", run.stderr);
     assert_eq!(ns.mounts(), before);
@@ -394,13 +378,8 @@ fn dry_run_prints_the_plan_and_mounts_nothing() {
     let sysroot = Sysroot::new(repo);
     let ns = Namespace::new(&sysroot.path);
     let before = ns.mounts();
-    let run = ns.run(&[
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        &format!("composefs=?{}", repo.hex),
-        "--dry-run",
-    ]);
+    let karg = format!("composefs=?{}", repo.hex);
+    let run = ns.run(&sysroot.args(&karg, &["--dry-run"]));
     run.ok();
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(

@@ -280,6 +280,13 @@ impl Sysroot {
         object
     }
 
+    /// The binary's arguments for this sysroot: `--sysroot`, `--cmdline karg`, then `extra`.
+    pub fn args<'a>(&'a self, karg: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["--sysroot", self.path.to_str().unwrap(), "--cmdline", karg];
+        args.extend_from_slice(extra);
+        args
+    }
+
     /// `state/deploy/<hex>`.
     pub fn deploy(&self, hex: &str) -> PathBuf {
         self.path.join("state/deploy").join(hex)
@@ -497,14 +504,7 @@ pub fn boot(
     let ns = Namespace::new(&sysroot.path);
     let cfg = sysroot.path.with_extension("toml");
     fs::write(&cfg, config.unwrap_or("")).unwrap();
-    let mut args = vec![
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        karg,
-        "--config",
-        cfg.to_str().unwrap(),
-    ];
+    let mut args = sysroot.args(karg, &["--config", cfg.to_str().unwrap()]);
     args.extend_from_slice(extra);
     let run = ns.run(&args);
     (sysroot, ns, run)
