@@ -400,6 +400,10 @@ pub fn create_state_dir(
     mode: u32,
     sysroot: &Path,
 ) -> Result<(), RepoError> {
+    // Every boot after the first: it is there already.
+    if open_state_dir(sysroot_fd, rel, sysroot).is_ok() {
+        return Ok(());
+    }
     let mut sofar = PathBuf::new();
     let components: Vec<_> = rel.components().collect();
     for (i, component) in components.iter().enumerate() {
