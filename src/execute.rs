@@ -278,16 +278,10 @@ impl Run<'_> {
                 return Ok(());
             }
             (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
-                let fd =
-                    self.res
-                        .image
-                        .as_fd()
-                        .try_clone_to_owned()
-                        .map_err(|e| ExecError::Read {
-                            path: path.to_path_buf(),
-                            source: e,
-                        })?;
-                let mut reader = PositionedReader { fd, offset: 0 };
+                let mut reader = PositionedReader {
+                    fd: self.res.image.as_fd(),
+                    offset: 0,
+                };
                 compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(|source| {
                     ExecError::Read {
                         path: path.to_path_buf(),
@@ -691,14 +685,14 @@ fn hint(e: ExecError, check: &'static str) -> ExecError {
 }
 
 /// Reads a file with `pread` from offset 0, leaving the fd's position alone.
-struct PositionedReader {
-    fd: OwnedFd,
+struct PositionedReader<'a> {
+    fd: BorrowedFd<'a>,
     offset: u64,
 }
 
-impl std::io::Read for PositionedReader {
+impl std::io::Read for PositionedReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = rustix::io::pread(&self.fd, buf, self.offset)?;
+        let n = rustix::io::pread(self.fd, buf, self.offset)?;
         self.offset += n as u64;
         Ok(n)
     }

@@ -199,13 +199,7 @@ pub fn probe(
     image: Option<BorrowedFd<'_>>,
     overrides: Overrides,
 ) -> std::io::Result<KernelFeatures> {
-    // fsopen needs CAP_SYS_ADMIN; without it every probe would read as "absent".
-    if let Err(e) = FsContext::new("tmpfs")
-        && e.errno() == Errno::PERM
-    {
-        return Err(std::io::Error::from(Errno::PERM));
-    }
-    let (overlay_verity, lowerdir_plus, fd_layers) = probe_overlay();
+    let (overlay_verity, lowerdir_plus, fd_layers) = probe_overlay()?;
     let detached_trees = probe_detached_trees();
     let file_backed_erofs = match (overrides.erofs, image) {
         (Some(b), _) => b == ErofsBacking::File,
@@ -221,9 +215,13 @@ pub fn probe(
     })
 }
 
-fn probe_overlay() -> (bool, bool, bool) {
-    let Ok(ctx) = FsContext::new("overlay") else {
-        return (false, false, false);
+/// (verity=, lowerdir+, fd layers). Fails only when fsopen is not permitted at all
+/// (no CAP_SYS_ADMIN): then every other probe would read as "absent".
+fn probe_overlay() -> std::io::Result<(bool, bool, bool)> {
+    let ctx = match FsContext::new("overlay") {
+        Ok(ctx) => ctx,
+        Err(e) if e.errno() == Errno::PERM => return Err(std::io::Error::from(Errno::PERM)),
+        Err(_) => return Ok((false, false, false)),
     };
     let verity = ctx.set_string("verity", "off").is_ok();
     let plus = ctx.set_string("lowerdir+", "/").is_ok();
@@ -235,16 +233,11 @@ fn probe_overlay() -> (bool, bool, bool) {
         )
         .map(|root| ctx.set_fd("lowerdir+", root.as_fd(), "/").is_ok())
         .unwrap_or(false);
-    (verity, plus, fds)
+    Ok((verity, plus, fds))
 }
 
 fn probe_detached_trees() -> bool {
-    let tmpfs = || {
-        FsContext::new("tmpfs").and_then(|ctx| {
-            ctx.set_string("size", "4k")?;
-            ctx.mount(MountAttrFlags::empty())
-        })
-    };
+    let tmpfs = || FsContext::new("tmpfs").and_then(|ctx| ctx.mount(MountAttrFlags::empty()));
     match (tmpfs(), tmpfs()) {
         (Ok(base), Ok(top)) => top.attach(base.as_fd(), "", "a detached tmpfs").is_ok(),
         _ => false,
@@ -258,9 +251,11 @@ fn probe_file_backed_erofs(image: BorrowedFd<'_>) -> bool {
     if ctx.set_string("source", &proc_fd_path(image)).is_err() {
         return false;
     }
-    // Without file-backed mounts the kernel looks for a block device: ENOTBLK.
-    match ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY) {
-        Ok(_) => true,
+    // Without file-backed mounts the kernel looks for a block device: ENOTBLK. The
+    // superblock is created and dropped, never mounted.
+    let _ = ctx.set_flag("ro");
+    match ctx.create() {
+        Ok(()) => true,
         Err(e) => e.errno() != Errno::NOTBLK,
     }
 }
