@@ -194,6 +194,10 @@ def main():
             d = "" if v == "full" or "full" not in meds else f"{meds['full'] - meds[v]:+.2f} ms"
             p(f"| {ABLATION[v]} | {w} | {d} |")
         p("")
+        if any(r.get("what") == "musl-build-ignores-its-arguments" for r in by["note"]):
+            p("The musl build was left out: it ignores its arguments (`#![no_main]` reads them "
+              "with `std::env::args`, which is empty on musl).")
+            p("")
         pieces = by["piece"]
         if pieces:
             p("In-process, 200 times each (`benches/probe.rs`), min / **median** / max in µs:")
