@@ -98,7 +98,9 @@ fn main() {
             size = f.metadata().map(|m| m.len()).unwrap_or(0);
         }
         let mut data = Vec::with_capacity(size as usize);
-        File::open(path).and_then(|mut f| f.read_to_end(&mut data)).ok();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .ok();
         let raw: Vec<Duration> = (0..repeat).map(|_| raw_sha2(alg, &data)).collect();
         let (min, med, max) = stats(times);
         let (rmin, rmed, _) = stats(raw);

@@ -4,9 +4,9 @@
 //! probe [--repeat N] IMAGE
 //! ```
 //!
-//! Times, each N times: the kernel feature probe as `cfs-setup-root` runs it without the
-//! erofs part (`features::probe` with the erofs backing given), the file-backed erofs probe
-//! (one erofs superblock made from IMAGE and dropped: what the probe adds), opening
+//! Times, each N times: the kernel feature probe as `cfs-setup-root` runs it
+//! (`features::probe`), one erofs superblock made from IMAGE and dropped (what the erofs
+//! step costs, and what the start-up probe used to add before it), opening
 //! `/dev/kmsg` for writing (the logger's first step), and reading IMAGE whole (what the
 //! userspace digest check reads). Nothing is attached; every mount made is detached and
 //! dropped at once. Needs root. One `key=value` line per piece on stdout.
@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 use std::process::exit;
 use std::time::{Duration, Instant};
 
-use cfs_setup_root::features::{self, ErofsBacking, Overrides};
+use cfs_setup_root::features;
 use cfs_setup_root::mount::{FsContext, proc_fd_path};
 use rustix::mount::MountAttrFlags;
 
@@ -44,7 +44,13 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--repeat" => repeat = args.next().and_then(|n| n.parse().ok()).unwrap_or(200).max(1),
+            "--repeat" => {
+                repeat = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(200)
+                    .max(1)
+            }
             "--bench" => {}
             _ => image = Some(a),
         }
@@ -58,17 +64,18 @@ fn main() {
         exit(1)
     });
 
-    let no_erofs = Overrides {
-        assembly: None,
-        erofs: Some(ErofsBacking::File),
-    };
     time("probe-overlay-and-detached-trees", repeat, || {
-        features::probe(Some(img.as_fd()), no_erofs).expect("probe (needs root)");
+        features::probe().expect("probe (needs root)");
     });
+    // What the erofs step's superblock costs (the former start-up probe made one more).
     time("probe-file-backed-erofs", repeat, || {
         let ctx = FsContext::new("erofs").expect("fsopen erofs");
-        ctx.set_string("source", &proc_fd_path(img.as_fd())).expect("source");
-        drop(ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY).expect("erofs mount"));
+        ctx.set_string("source", &proc_fd_path(img.as_fd()))
+            .expect("source");
+        drop(
+            ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)
+                .expect("erofs mount"),
+        );
     });
     time("open-dev-kmsg", repeat, || {
         drop(std::fs::OpenOptions::new().write(true).open("/dev/kmsg"));
@@ -76,6 +83,8 @@ fn main() {
     let mut buf = Vec::new();
     time("read-image-whole", repeat, || {
         buf.clear();
-        File::open(&image).and_then(|mut f| f.read_to_end(&mut buf)).expect("read image");
+        File::open(&image)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .expect("read image");
     });
 }

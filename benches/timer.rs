@@ -71,8 +71,14 @@ unsafe extern "C" {
     ) -> c_int;
     fn wait4(pid: c_int, status: *mut c_int, options: c_int, rusage: *mut Rusage) -> c_int;
     fn posix_fadvise(fd: c_int, offset: i64, len: i64, advice: c_int) -> c_int;
-    fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64)
-    -> *mut c_void;
+    fn mmap(
+        addr: *mut c_void,
+        len: usize,
+        prot: c_int,
+        flags: c_int,
+        fd: c_int,
+        off: i64,
+    ) -> *mut c_void;
     fn munmap(addr: *mut c_void, len: usize) -> c_int;
     fn mincore(addr: *mut c_void, len: usize, vec: *mut u8) -> c_int;
 }
@@ -105,10 +111,24 @@ fn enter_namespace(sysroot: &Path) {
         if unshare(CLONE_NEWNS) != 0 {
             die("unshare(CLONE_NEWNS)");
         }
-        if mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), MS_REC | MS_PRIVATE, std::ptr::null()) != 0 {
+        if mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            MS_REC | MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
             die("make / rprivate");
         }
-        if mount(dir.as_ptr(), dir.as_ptr(), std::ptr::null(), MS_BIND | MS_REC, std::ptr::null()) != 0 {
+        if mount(
+            dir.as_ptr(),
+            dir.as_ptr(),
+            std::ptr::null(),
+            MS_BIND | MS_REC,
+            std::ptr::null(),
+        ) != 0
+        {
             die("bind-mount the sysroot on itself");
         }
     }
@@ -141,7 +161,14 @@ fn resident(f: &std::fs::File) -> (usize, usize) {
     // SAFETY: a read-only shared mapping of an open file, only passed to mincore and unmapped here;
     // `vec` has one byte per page of the mapping.
     unsafe {
-        let p = mmap(std::ptr::null_mut(), len, PROT_READ, MAP_SHARED, f.as_raw_fd(), 0);
+        let p = mmap(
+            std::ptr::null_mut(),
+            len,
+            PROT_READ,
+            MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
         if p == MAP_FAILED {
             die("mmap");
         }
@@ -159,8 +186,13 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = u32::from(b[i + 1] - b'0') * 64 + u32::from(b[i + 2] - b'0') * 8 + u32::from(b[i + 3] - b'0');
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
             out.push(v as u8);
             i += 4;
             continue;
@@ -217,7 +249,11 @@ fn shape(sysroot: &Path) -> (String, usize) {
     // A mount is hidden when another mount at the same point sits on it.
     let mut visible: Vec<&MountEntry> = mounts
         .iter()
-        .filter(|m| !mounts.iter().any(|o| o.parent == m.id && o.point == m.point))
+        .filter(|m| {
+            !mounts
+                .iter()
+                .any(|o| o.parent == m.id && o.point == m.point)
+        })
         .collect();
     visible.sort_by(|a, b| a.point.cmp(&b.point));
     let parts: Vec<String> = visible
@@ -271,7 +307,13 @@ fn main() {
         if no_kmsg {
             // SAFETY: as in enter_namespace; the mount is private to this namespace.
             let r = unsafe {
-                mount(c"/dev/null".as_ptr(), c"/dev/kmsg".as_ptr(), std::ptr::null(), MS_BIND, std::ptr::null())
+                mount(
+                    c"/dev/null".as_ptr(),
+                    c"/dev/kmsg".as_ptr(),
+                    std::ptr::null(),
+                    MS_BIND,
+                    std::ptr::null(),
+                )
             };
             if r != 0 {
                 die("bind /dev/null over /dev/kmsg");
@@ -285,11 +327,16 @@ fn main() {
 
     let mut cmd = Command::new(&command[0]);
     // The child's stdout goes to our stderr: our stdout carries only the result line.
-    let to_stderr = std::io::stderr().as_fd().try_clone_to_owned().unwrap_or_else(|e| {
-        eprintln!("timer: dup stderr: {e}");
-        exit(125)
-    });
-    cmd.args(&command[1..]).stdin(Stdio::null()).stdout(Stdio::from(to_stderr));
+    let to_stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .unwrap_or_else(|e| {
+            eprintln!("timer: dup stderr: {e}");
+            exit(125)
+        });
+    cmd.args(&command[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(to_stderr));
     let start = Instant::now();
     let child = cmd.spawn().unwrap_or_else(|e| {
         eprintln!("timer: spawn {:?}: {e}", command[0]);
@@ -306,8 +353,12 @@ fn main() {
     // The child is reaped; std's handle must not wait again.
     std::mem::forget(child);
 
-    let rc = if status & 0x7f == 0 { (status >> 8) & 0xff } else { 128 + (status & 0x7f) };
-    let us = |t: &Timeval| t.tv_sec as i64 * 1_000_000 + t.tv_usec as i64;
+    let rc = if status & 0x7f == 0 {
+        (status >> 8) & 0xff
+    } else {
+        128 + (status & 0x7f)
+    };
+    let us = |t: &Timeval| t.tv_sec * 1_000_000 + t.tv_usec;
     let mut line = format!(
         "rc={rc} wall_ns={} utime_us={} stime_us={} maxrss_kb={} minflt={} majflt={} inblock={}",
         elapsed.as_nanos(),

@@ -314,26 +314,36 @@ impl Run<'_> {
         backing: ErofsBacking,
         staging: Option<&Path>,
     ) -> Result<(), ExecError> {
-        let source = match backing {
-            ErofsBacking::File => proc_fd_path(self.res.image.as_fd()),
-            ErofsBacking::Loop => {
-                let dev = LoopDevice::attach(self.res.image.as_fd())?;
-                let path = dev.path().to_string();
-                log::info!("bound {path} to the image");
-                self.loopdev = Some(dev);
-                path
-            }
+        let erofs = match backing {
+            ErofsBacking::File => self.erofs_from_file()?,
+            ErofsBacking::Loop => self.erofs_from_loop()?,
+            // The kernel is the probe: before 6.12 it looks for a block device (ENOTBLK).
+            ErofsBacking::FileOrLoop => match self.erofs_from_file() {
+                Err(ExecError::Mount(e)) if e.errno() == Errno::NOTBLK => {
+                    log::info!("this kernel cannot mount erofs from a file: using a loop device");
+                    self.erofs_from_loop()?
+                }
+                other => other?,
+            },
         };
-        let ctx = FsContext::new("erofs")?;
-        ctx.set_string("source", &source)?;
-        // A read-only superblock: else the kernel opens a loop device for writing (EACCES).
-        ctx.set_flag("ro")?;
-        let erofs = ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?;
         if let Some(at) = staging {
             self.stage(&erofs, at)?;
         }
         self.erofs = Some(erofs);
         Ok(())
+    }
+
+    fn erofs_from_file(&self) -> Result<Mount, ExecError> {
+        erofs_superblock(&proc_fd_path(self.res.image.as_fd()))
+    }
+
+    fn erofs_from_loop(&mut self) -> Result<Mount, ExecError> {
+        let dev = LoopDevice::attach(self.res.image.as_fd())?;
+        log::info!("bound {} to the image", dev.path());
+        let erofs = erofs_superblock(dev.path());
+        // Held until the end: autoclear releases the device once the mount is gone.
+        self.loopdev = Some(dev);
+        erofs
     }
 
     fn mount_composefs(&mut self, source: &str, verity: OverlayVerity) -> Result<(), ExecError> {
@@ -625,6 +635,15 @@ impl Run<'_> {
         self.physical = None;
         self.loopdev = None;
     }
+}
+
+/// A read-only erofs superblock over `source`, as a detached mount.
+fn erofs_superblock(source: &str) -> Result<Mount, ExecError> {
+    let ctx = FsContext::new("erofs")?;
+    ctx.set_string("source", source)?;
+    // A read-only superblock: else the kernel opens a loop device for writing (EACCES).
+    ctx.set_flag("ro")?;
+    Ok(ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?)
 }
 
 /// A second fd naming the same mount (the composefs overlay serves both as the root and as

@@ -202,7 +202,7 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         if selector.insecure { ", insecure" } else { "" }
     );
 
-    let features = match features::probe(Some(image.as_fd()), opts.overrides) {
+    let features = match features::probe() {
         Ok(f) => f,
         Err(e) if opts.dry_run => {
             ::log::warn!("cannot probe the kernel ({e}); the plan assumes a current kernel");

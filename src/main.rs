@@ -94,26 +94,48 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     Ok(Parsed::Run(opts))
 }
 
-/// The process entry point, called by glibc's start-up code.
-// SAFETY: `main` is the symbol glibc's `__libc_start_main` calls; nothing else in the program
-// defines it (std's own `main` is not generated under `#![no_main]`), and the signature is
-// the C one. The arguments are ignored: std::env::args reads them.
+/// The process entry point, called by the C library's start-up code.
+// SAFETY: `main` is the symbol `__libc_start_main` calls; nothing else in the program defines
+// it (std's own `main` is not generated under `#![no_main]`), and the signature is the C one.
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
-extern "C" fn main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
-) -> std::ffi::c_int {
-    let code = real_main();
+extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    // SAFETY: the C runtime passes `argc` pointers to NUL-terminated strings in `argv`, valid
+    // for the whole run. (Read here, not through std::env::args: that relies on glibc handing
+    // them to std from `.init_array`, which other C libraries do not do.)
+    let args = unsafe { c_args(argc, argv) };
+    let code = real_main(args);
     // std's runtime would flush stdout at exit; without it, flush here.
     let _ = std::io::Write::flush(&mut std::io::stdout());
     std::process::exit(i32::from(code))
 }
 
+/// The arguments after the program name, as strings (invalid UTF-8 is replaced; the
+/// paths given here are plain ASCII in every initramfs we know).
+///
+/// # Safety
+/// `argv` must hold `argc` valid pointers to NUL-terminated strings.
+#[cfg(not(test))]
+unsafe fn c_args(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> Vec<String> {
+    let count = usize::try_from(argc).unwrap_or(0);
+    (1..count)
+        .filter_map(|i| {
+            // SAFETY: i < argc, so `argv.add(i)` is inside the array and points to a valid C
+            // string (the caller's contract); null entries are skipped.
+            let ptr = unsafe { *argv.add(i) };
+            (!ptr.is_null()).then(|| {
+                unsafe { std::ffi::CStr::from_ptr(ptr) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .collect()
+}
+
 #[cfg_attr(test, allow(dead_code))]
-fn real_main() -> u8 {
+fn real_main(args: Vec<String>) -> u8 {
     cfs_setup_root::log::init();
-    let opts = match parse_args(std::env::args().skip(1)) {
+    let opts = match parse_args(args) {
         Ok(Parsed::Run(opts)) => opts,
         Ok(Parsed::Help) => {
             print!("{USAGE}");

@@ -400,6 +400,9 @@ impl fmt::Display for Step {
             }
             Step::MountErofs { backing, staging } => {
                 let backing = match backing {
+                    ErofsBacking::FileOrLoop => {
+                        "from the image file (a read-only loop device if the kernel cannot mount files)"
+                    }
                     ErofsBacking::File => "from the image file",
                     ErofsBacking::Loop => "through a read-only loop device",
                 };
@@ -533,9 +536,9 @@ mod tests {
             |_| {},
         );
         let want = "\
-plan for /sysroot: image sha256:H, detached assembly, file-backed erofs, layers as fds
+plan for /sysroot: image sha256:H, detached assembly, file-backed erofs (loop device fallback), layers as fds
 step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (kernel fs-verity digest required)
-step 2: mount erofs read-only from the image file
+step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files)
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require
 step 4: clone the physical root /sysroot (read-only)
 step 5: mount the physical root at /sysroot/sysroot
@@ -565,9 +568,9 @@ step 11: attach the new root on /sysroot
             i.gpt_auto_root = Some((259, 3));
         });
         let want = "\
-plan for /sysroot: image sha256:H, attach-first assembly, file-backed erofs, layers as paths
+plan for /sysroot: image sha256:H, attach-first assembly, file-backed erofs (loop device fallback), layers as paths
 step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (insecure: kernel fs-verity digest, else computed in userspace)
-step 2: mount erofs read-only from the image file, staged at /run/cfs-setup-root.1/erofs
+step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
 step 4: clone the physical root /sysroot (writable)
 step 5: attach the new root on /sysroot
@@ -589,7 +592,6 @@ step 13: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
             detached_trees: false,
             fd_layers: false,
             lowerdir_plus: false,
-            file_backed_erofs: false,
             ..KernelFeatures::ALL
         };
         let config = Config {
@@ -600,9 +602,9 @@ step 13: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
             i.volatile_state = true;
         });
         let want = "\
-plan for /sysroot: image sha256:H, string-lowerdir assembly, loop-backed erofs, layers as paths
+plan for /sysroot: image sha256:H, string-lowerdir assembly, file-backed erofs (loop device fallback), layers as paths
 step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (insecure: kernel fs-verity digest if present, else unchecked (check-digest = false))
-step 2: mount erofs read-only through a read-only loop device, staged at /run/cfs-setup-root.1/erofs
+step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
 step 4: clone the physical root /sysroot (read-only)
 step 5: attach the new root on /sysroot
