@@ -5,6 +5,8 @@
 //! touching anything, and `execute` runs the steps with an undo stack. See
 //! `design.md` in the project's shared notes for the picture.
 
+#![warn(missing_docs)]
+
 pub mod cmdline;
 pub mod config;
 pub mod digest;
