@@ -411,3 +411,47 @@ fn dry_run_prints_the_plan_and_mounts_nothing() {
     assert_eq!(ns.mounts(), before);
     assert!(!sysroot.path.join("state").exists());
 }
+
+#[test]
+fn kernel_log_has_every_step() {
+    if !root_or_skip("kernel_log_has_every_step") {
+        return;
+    }
+    // The kernel drops the 11th and later lines written through one open of /dev/kmsg within
+    // 5 s (unless booted with printk.devkmsg=on); a boot logs more than that.
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let ns = Namespace::new(&sysroot.path);
+    let karg = format!("composefs=?{}", repo.hex);
+    let mut cmd = ns.command(BIN, &sysroot.args(&karg, &[]));
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry = ns.run(&sysroot.args(&karg, &["--dry-run"]));
+    let steps = dry
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("step "))
+        .count();
+    let dmesg =
+        String::from_utf8_lossy(&sh(&mut std::process::Command::new("dmesg")).stdout).into_owned();
+    let ours: Vec<&str> = dmesg
+        .lines()
+        .filter(|l| l.contains("cfs-setup-root[") && l.contains(sysroot.path.to_str().unwrap()))
+        .collect();
+    for n in 1..=steps {
+        assert!(
+            ours.iter().any(|l| l.contains(&format!("]: step {n}: "))),
+            "step {n} missing from the kernel log:\n{}",
+            ours.join("\n")
+        );
+    }
+    assert!(
+        ours.iter().any(|l| l.contains("]: done: ")),
+        "no done line:\n{}",
+        ours.join("\n")
+    );
+}
