@@ -1,5 +1,259 @@
 //! cfs-setup-root: turn `/sysroot` into a verified composefs root in the initramfs.
+//!
+//! Data flows one way: the command line and the config become selectors and settings,
+//! the repository and the kernel are surveyed, `plan` turns all of it into steps without
+//! touching anything, and `execute` runs the steps with an undo stack. See
+//! `design.md` in the project's shared notes for the picture.
 
 pub mod cmdline;
 pub mod config;
 pub mod digest;
+pub mod execute;
+pub mod features;
+mod json;
+pub mod log;
+pub mod loopdev;
+pub mod mount;
+pub mod plan;
+pub mod repo;
+pub mod verity;
+
+use std::path::{Path, PathBuf};
+
+use crate::features::{KernelFeatures, Overrides};
+use crate::plan::SkipReason;
+
+/// Process exit codes (also in `--help` and the README).
+pub mod exit {
+    /// Done, or no composefs argument (nothing to do).
+    pub const OK: u8 = 0;
+    /// Bad usage, unreadable command line or bad config file.
+    pub const USAGE: u8 = 2;
+    /// No selector names an image the repository has (or no repository).
+    pub const NO_IMAGE: u8 = 3;
+    /// The image was refused: digest mismatch, no fs-verity in secure mode, or a
+    /// repository entry that escapes the repository or is not a regular file.
+    pub const REFUSED: u8 = 4;
+    /// A mount step failed, or the kernel lacks a needed feature; everything was undone.
+    pub const MOUNT: u8 = 5;
+}
+
+/// What the command line of the binary asks for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The physical root (`/sysroot`).
+    pub sysroot: PathBuf,
+    /// The config file.
+    pub config: PathBuf,
+    /// The kernel command line, if given (else `/proc/cmdline` is read).
+    pub cmdline: Option<String>,
+    /// Print the plan, mount nothing.
+    pub dry_run: bool,
+    /// Test-only mount-path overrides.
+    pub overrides: Overrides,
+}
+
+/// Why a run failed; each maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// `/proc/cmdline` unreadable.
+    #[error("cannot read the kernel command line from {path}: {source}")]
+    Cmdline {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Bad config file.
+    #[error("config {path}: {source}")]
+    Config {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: config::ConfigError,
+    },
+    /// No usable selector.
+    #[error("no usable composefs image: {}", list(.0))]
+    NoUsableImage(Vec<(String, SkipReason)>),
+    /// The repository could not be opened or read.
+    #[error("{0}")]
+    Repository(repo::RepoError),
+    /// The repository refused the chosen image.
+    #[error("{0}")]
+    Refused(repo::RepoError),
+    /// The kernel lacks a feature.
+    #[error("{0}")]
+    Feature(#[from] features::FeatureError),
+    /// The kernel could not be probed.
+    #[error("cannot probe the kernel's mount features: {0} (cfs-setup-root must run as root, with CAP_SYS_ADMIN)")]
+    Probe(std::io::Error),
+    /// A step failed (and was undone).
+    #[error("{0}")]
+    Step(#[from] execute::StepError),
+}
+
+fn list(skipped: &[(String, SkipReason)]) -> String {
+    if skipped.is_empty() {
+        return "the command line has no composefs= argument".into();
+    }
+    skipped
+        .iter()
+        .map(|(arg, why)| format!("{arg}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl RunError {
+    /// The exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Cmdline { .. } | RunError::Config { .. } => exit::USAGE,
+            RunError::NoUsableImage(_) | RunError::Repository(_) => exit::NO_IMAGE,
+            RunError::Refused(_) => exit::REFUSED,
+            RunError::Feature(_) | RunError::Probe(_) => exit::MOUNT,
+            RunError::Step(e) if e.cause.is_verification() => exit::REFUSED,
+            RunError::Step(_) => exit::MOUNT,
+        }
+    }
+}
+
+/// The result of a successful run.
+#[derive(Debug)]
+pub enum Outcome {
+    /// No composefs argument: nothing was touched.
+    NothingToDo,
+    /// `--dry-run`: the plan that would have run.
+    DryRun(plan::Plan),
+    /// The new root is in place.
+    Done(plan::Plan),
+}
+
+/// Runs the whole setup.
+pub fn run(opts: &Options) -> Result<Outcome, RunError> {
+    let text = match &opts.cmdline {
+        Some(text) => text.clone(),
+        None => {
+            let path = PathBuf::from("/proc/cmdline");
+            std::fs::read_to_string(&path).map_err(|source| RunError::Cmdline { path, source })?
+        }
+    };
+    let kargs = cmdline::parse(&text);
+    if kargs.selectors.is_empty() && kargs.rejected.is_empty() {
+        ::log::info!("no composefs= argument on the command line: nothing to do");
+        return Ok(Outcome::NothingToDo);
+    }
+    for r in &kargs.rejected {
+        ::log::warn!("ignoring {}: {}", r.arg, r.reason);
+    }
+    let (config, warnings) = config::load(&opts.config).map_err(|source| RunError::Config {
+        path: opts.config.clone(),
+        source,
+    })?;
+    for w in &warnings {
+        ::log::warn!("config {} line {}: {}", opts.config.display(), w.line, w.message);
+    }
+    let malformed = || {
+        kargs
+            .rejected
+            .iter()
+            .map(|r| (r.arg.clone(), SkipReason::Malformed(r.reason.to_string())))
+            .collect::<Vec<_>>()
+    };
+    if kargs.selectors.is_empty() {
+        return Err(RunError::NoUsableImage(malformed()));
+    }
+
+    let repo = repo::Repository::open(&opts.sysroot).map_err(RunError::Repository)?;
+    match repo.algorithm() {
+        Some(a) => ::log::info!("repository {} uses fsverity-{a}-12", repo.path().display()),
+        None => ::log::info!(
+            "repository {} has no meta.json: taking the algorithm from the argument",
+            repo.path().display()
+        ),
+    }
+    let (index, image, skipped) =
+        match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| repo.open_image(d)) {
+            Ok(found) => found,
+            Err(Ok(mut skipped)) => {
+                skipped.extend(malformed());
+                return Err(RunError::NoUsableImage(skipped));
+            }
+            Err(Err(e)) => return Err(RunError::Refused(e)),
+        };
+    for (arg, why) in &skipped {
+        ::log::info!("skipping {arg}: {why}");
+    }
+    let selector = &kargs.selectors[index];
+    ::log::info!(
+        "booting {} ({}, {} bytes){}",
+        image.path().display(),
+        selector.arg,
+        image.size(),
+        if selector.insecure { ", insecure" } else { "" }
+    );
+
+    let features = match features::probe(Some(image.as_fd()), opts.overrides) {
+        Ok(f) => f,
+        Err(e) if opts.dry_run => {
+            ::log::warn!("cannot probe the kernel ({e}); the plan assumes a current kernel");
+            KernelFeatures::ALL
+        }
+        Err(e) => return Err(RunError::Probe(e)),
+    };
+    ::log::info!("kernel: {features}");
+    let strategy = features.strategy(opts.overrides)?;
+
+    let sysroot_fd = repo::open_sysroot(&opts.sysroot).map_err(RunError::Repository)?;
+    let deploy = Path::new(repo::STATE_DEPLOY_DIR).join(selector.digest.to_hex());
+    let inputs = plan::Inputs {
+        sysroot: &opts.sysroot,
+        selector,
+        image_path: image.path().to_path_buf(),
+        objects_path: repo.path().join("objects"),
+        config: &config,
+        strategy,
+        etc_state: repo::etc_state(sysroot_fd.as_fd(), &deploy),
+        volatile_state: kargs.volatile_state,
+        gpt_auto_root: gpt_auto_root(&opts.sysroot),
+        staging: staging_dir(),
+    };
+    let plan = plan::plan(&inputs);
+    if opts.dry_run {
+        return Ok(Outcome::DryRun(plan));
+    }
+    ::log::info!(
+        "plan: {} steps, {}",
+        plan.steps.len(),
+        plan.strategy
+    );
+    let resources = execute::Resources {
+        repo,
+        image,
+        sysroot_fd,
+    };
+    execute::execute(&plan, resources)?;
+    ::log::info!(
+        "done: {} is the composefs root {}, ready for switch_root",
+        opts.sysroot.display(),
+        plan.digest
+    );
+    Ok(Outcome::Done(plan))
+}
+
+use std::os::fd::AsFd;
+
+/// `/dev/gpt-auto-root` exists: the physical root's device numbers, for
+/// `/run/systemd/volatile-root` (systemd#35017).
+fn gpt_auto_root(sysroot: &Path) -> Option<(u32, u32)> {
+    if !Path::new("/dev/gpt-auto-root").exists() {
+        return None;
+    }
+    let st = rustix::fs::stat(sysroot).ok()?;
+    Some((rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)))
+}
+
+/// A private, per-process directory for attach-first staging mounts.
+fn staging_dir() -> PathBuf {
+    let base = if Path::new("/run").is_dir() { "/run" } else { "/tmp" };
+    PathBuf::from(format!("{base}/cfs-setup-root.{}", std::process::id()))
+}

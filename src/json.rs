@@ -1,0 +1,238 @@
+//! Just enough JSON to read one string from the top-level object of `meta.json`.
+//!
+//! The whole document is checked for well-formedness (so a truncated file is an error,
+//! not a silent default); only top-level string members are kept. Nesting is bounded, so
+//! hostile input cannot exhaust the stack.
+
+const MAX_DEPTH: usize = 32;
+
+/// The value of `key` in the top-level object, when it is a string.
+pub fn top_level_string(text: &str, key: &str) -> Result<Option<String>, String> {
+    let mut p = Parser {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    p.skip_ws();
+    p.expect(b'{')?;
+    let mut found = None;
+    p.skip_ws();
+    if p.peek() == Some(b'}') {
+        p.pos += 1;
+    } else {
+        loop {
+            p.skip_ws();
+            let name = p.string()?;
+            p.skip_ws();
+            p.expect(b':')?;
+            p.skip_ws();
+            if p.peek() == Some(b'"') {
+                let value = p.string()?;
+                if name == key {
+                    found = Some(value);
+                }
+            } else {
+                p.value(1)?;
+            }
+            p.skip_ws();
+            match p.next() {
+                Some(b',') => continue,
+                Some(b'}') => break,
+                _ => return Err(p.error("expected ',' or '}'")),
+            }
+        }
+    }
+    p.skip_ws();
+    if p.pos != p.bytes.len() {
+        return Err(p.error("trailing data"));
+    }
+    Ok(found)
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek();
+        if b.is_some() {
+            self.pos += 1;
+        }
+        b
+    }
+
+    fn error(&self, what: &str) -> String {
+        format!("{what} at byte {}", self.pos)
+    }
+
+    fn expect(&mut self, want: u8) -> Result<(), String> {
+        if self.next() == Some(want) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected '{}'", want as char)))
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.expect(b'"')?;
+        let mut out = String::new();
+        loop {
+            match self.next() {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => return Ok(out),
+                Some(b'\\') => match self.next() {
+                    Some(b'"') => out.push('"'),
+                    Some(b'\\') => out.push('\\'),
+                    Some(b'/') => out.push('/'),
+                    Some(b'b') => out.push('\u{8}'),
+                    Some(b'f') => out.push('\u{c}'),
+                    Some(b'n') => out.push('\n'),
+                    Some(b'r') => out.push('\r'),
+                    Some(b't') => out.push('\t'),
+                    Some(b'u') => {
+                        let hex = self
+                            .bytes
+                            .get(self.pos..self.pos + 4)
+                            .and_then(|h| std::str::from_utf8(h).ok())
+                            .and_then(|h| u32::from_str_radix(h, 16).ok())
+                            .ok_or_else(|| self.error("bad \\u escape"))?;
+                        self.pos += 4;
+                        // Surrogates are not needed for the keys we read: keep a marker.
+                        out.push(char::from_u32(hex).unwrap_or('\u{fffd}'));
+                    }
+                    _ => return Err(self.error("bad escape")),
+                },
+                Some(b) if b < 0x20 => return Err(self.error("control character in string")),
+                Some(_) => {
+                    // Copy the whole UTF-8 sequence this byte starts.
+                    let start = self.pos - 1;
+                    while matches!(self.peek(), Some(b) if b & 0xC0 == 0x80) {
+                        self.pos += 1;
+                    }
+                    let chunk = self.bytes.get(start..self.pos).unwrap_or(&[]);
+                    out.push_str(&String::from_utf8_lossy(chunk));
+                }
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        self.skip_ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'{') => {
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_ws();
+                    self.string()?;
+                    self.skip_ws();
+                    self.expect(b':')?;
+                    self.value(depth + 1)?;
+                    self.skip_ws();
+                    match self.next() {
+                        Some(b',') => continue,
+                        Some(b'}') => return Ok(()),
+                        _ => return Err(self.error("expected ',' or '}'")),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    self.skip_ws();
+                    match self.next() {
+                        Some(b',') => continue,
+                        Some(b']') => return Ok(()),
+                        _ => return Err(self.error("expected ',' or ']'")),
+                    }
+                }
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                while matches!(
+                    self.peek(),
+                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                ) {
+                    self.pos += 1;
+                }
+                let text = std::str::from_utf8(self.bytes.get(start..self.pos).unwrap_or(&[]))
+                    .unwrap_or("");
+                text.parse::<f64>()
+                    .map(drop)
+                    .map_err(|_| self.error("bad number"))
+            }
+            _ => Err(self.error("expected a value")),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), String> {
+        if self.bytes.get(self.pos..self.pos + word.len()) == Some(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.error("bad literal"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_level_string;
+
+    #[test]
+    fn reads_top_level_strings_only() {
+        let doc = r#" {"a": {"algorithm": "nested"}, "algorithm": "x\u0041\n", "n": [1, -2.5e3, true, null]} "#;
+        assert_eq!(top_level_string(doc, "algorithm"), Ok(Some("xA\n".into())));
+        assert_eq!(top_level_string(doc, "missing"), Ok(None));
+        assert_eq!(top_level_string("{}", "a"), Ok(None));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            "",
+            "[]",
+            "{",
+            r#"{"a":"b""#,
+            r#"{"a" "b"}"#,
+            r#"{"a":"b",}"#,
+            r#"{"a":"b"} x"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"\q"}"#,
+            r#"{"a":"\u12"}"#,
+            r#"{"a":--}"#,
+        ] {
+            assert!(top_level_string(bad, "a").is_err(), "{bad:?} accepted");
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(top_level_string(&deep, "a").is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! Owned-fd wrappers over the new mount API: fsopen/fsconfig/fsmount, move_mount,
+//! open_tree, mount_setattr and umount2.
+//!
+//! Every mount we make starts detached: an `FsContext` is configured, then turned into a
+//! `Mount` (an fd naming a mount that is attached nowhere). A detached mount tree is freed
+//! by the kernel when its last fd closes, so a failure before a mount is attached needs no
+//! cleanup at all. Attaching is one `move_mount`, and its inverse is one lazy unmount.
+//!
+//! When fsconfig refuses a key, the kernel usually says why in the context's message
+//! buffer ("e overlay: ..."); `FsContext` collects those messages into the error.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::io::Errno;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
+};
+
+/// A failed mount-API call: what was tried, the errno, and what the kernel said about it.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// A syscall failed.
+    #[error("{what}: {}{}", std::io::Error::from(*errno), KernelSays(kernel))]
+    Syscall {
+        /// What was tried, with its arguments ("fsconfig overlay lowerdir+=...").
+        what: String,
+        /// The error number.
+        errno: Errno,
+        /// Messages from the filesystem context's log, if any.
+        kernel: Vec<String>,
+    },
+}
+
+impl MountError {
+    /// The errno of the failed call.
+    pub fn errno(&self) -> Errno {
+        match self {
+            MountError::Syscall { errno, .. } => *errno,
+        }
+    }
+
+    fn syscall(what: String, errno: Errno) -> Self {
+        MountError::Syscall {
+            what,
+            errno,
+            kernel: Vec::new(),
+        }
+    }
+}
+
+struct KernelSays<'a>(&'a [String]);
+
+impl fmt::Display for KernelSays<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        write!(f, " (kernel: {})", self.0.join("; "))
+    }
+}
+
+/// A filesystem context from `fsopen`, being configured.
+pub struct FsContext {
+    fd: OwnedFd,
+    fstype: &'static str,
+}
+
+impl FsContext {
+    /// `fsopen(fstype)`. The kernel loads the filesystem module on demand.
+    pub fn new(fstype: &'static str) -> Result<Self, MountError> {
+        let fd = rustix::mount::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| {
+            MountError::syscall(
+                format!("fsopen {fstype} (is the {fstype} module available?)"),
+                e,
+            )
+        })?;
+        Ok(FsContext { fd, fstype })
+    }
+
+    /// The filesystem type this context creates.
+    pub fn fstype(&self) -> &'static str {
+        self.fstype
+    }
+
+    /// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
+    pub fn set_string(&self, key: &str, value: &str) -> Result<(), MountError> {
+        rustix::mount::fsconfig_set_string(&self.fd, key, value)
+            .map_err(|e| self.error(format!("fsconfig {} {key}={value}", self.fstype), e))
+    }
+
+    /// `fsconfig(FSCONFIG_SET_FLAG, key)`.
+    pub fn set_flag(&self, key: &str) -> Result<(), MountError> {
+        rustix::mount::fsconfig_set_flag(&self.fd, key)
+            .map_err(|e| self.error(format!("fsconfig {} {key}", self.fstype), e))
+    }
+
+    /// `fsconfig(FSCONFIG_SET_FD, key, fd)`; `what` names the fd's target for messages.
+    pub fn set_fd(&self, key: &str, fd: BorrowedFd<'_>, what: &str) -> Result<(), MountError> {
+        rustix::mount::fsconfig_set_fd(&self.fd, key, fd)
+            .map_err(|e| self.error(format!("fsconfig {} {key}=fd({what})", self.fstype), e))
+    }
+
+    /// `fsconfig(FSCONFIG_CMD_CREATE)` then `fsmount`: a new detached mount.
+    pub fn mount(self, attrs: MountAttrFlags) -> Result<Mount, MountError> {
+        rustix::mount::fsconfig_create(&self.fd)
+            .map_err(|e| self.error(format!("creating the {} superblock", self.fstype), e))?;
+        let fd = rustix::mount::fsmount(&self.fd, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+            .map_err(|e| self.error(format!("fsmount {}", self.fstype), e))?;
+        Ok(Mount { fd })
+    }
+
+    /// Builds an error carrying whatever the kernel logged to this context.
+    fn error(&self, what: String, errno: Errno) -> MountError {
+        MountError::Syscall {
+            what,
+            errno,
+            kernel: self.drain_messages(),
+        }
+    }
+
+    /// Reads the context's message buffer: one message per read, until it is empty.
+    fn drain_messages(&self) -> Vec<String> {
+        let mut messages = Vec::new();
+        let mut buf = [0u8; 1024];
+        // The kernel keeps at most 8 messages; bound the loop anyway.
+        for _ in 0..16 {
+            match rustix::io::read(&self.fd, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n.min(buf.len())]);
+                    messages.push(text.trim_end().to_string());
+                }
+            }
+        }
+        messages
+    }
+}
+
+/// An fd naming a mount: detached (from `fsmount` or `open_tree(OPEN_TREE_CLONE)`) until
+/// `attach` moves it somewhere. Dropping a detached mount's last fd unmounts it.
+#[derive(Debug)]
+pub struct Mount {
+    fd: OwnedFd,
+}
+
+impl Mount {
+    /// `open_tree(dirfd, path, OPEN_TREE_CLONE)`: a detached copy of the mount at `path`
+    /// (not of mounts beneath it).
+    pub fn clone_of(dirfd: BorrowedFd<'_>, path: &str, what: &str) -> Result<Mount, MountError> {
+        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        let flags = if path.is_empty() {
+            flags | OpenTreeFlags::AT_EMPTY_PATH
+        } else {
+            flags
+        };
+        let fd = rustix::mount::open_tree(dirfd, path, flags)
+            .map_err(|e| MountError::syscall(format!("open_tree clone of {what}"), e))?;
+        Ok(Mount { fd })
+    }
+
+    /// `move_mount` this mount onto `path` relative to `dirfd` (or onto `dirfd` itself when
+    /// `path` is empty). Mounting onto a detached tree needs Linux 6.15.
+    pub fn attach(&self, dirfd: BorrowedFd<'_>, path: &str, what: &str) -> Result<(), MountError> {
+        let mut flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH;
+        if path.is_empty() {
+            flags |= MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+        }
+        rustix::mount::move_mount(&self.fd, "", dirfd, path, flags)
+            .map_err(|e| MountError::syscall(format!("move_mount onto {what}"), e))
+    }
+
+    /// Make this mount (only this one, not the superblock) read-only.
+    pub fn set_readonly(&self, what: &str) -> Result<(), MountError> {
+        mount_setattr(
+            self.fd.as_fd(),
+            MountAttrFlags::MOUNT_ATTR_RDONLY.bits() as u64,
+            0,
+        )
+        .map_err(|e| MountError::syscall(format!("mount_setattr read-only on {what}"), e))
+    }
+
+    /// A second fd naming the same mount (one `dup`: the mount itself is not copied).
+    pub fn try_clone(&self) -> std::io::Result<Mount> {
+        Ok(Mount {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
+    /// The mount's root directory as an fd, usable as a dirfd or an overlay layer.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// `/proc/self/fd/N` for this mount, for string options that need a path.
+    pub fn proc_path(&self) -> String {
+        proc_fd_path(self.fd.as_fd())
+    }
+}
+
+/// `/proc/self/fd/N`: the path of an open fd, resolvable by the kernel while it is open.
+pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Lazily unmounts whatever is mounted on top at `path` (`umount2(MNT_DETACH)`).
+pub fn detach(path: &Path) -> Result<(), MountError> {
+    rustix::mount::unmount(path, UnmountFlags::DETACH)
+        .map_err(|e| MountError::syscall(format!("unmount {}", path.display()), e))
+}
+
+/// Makes the mount at `path` private (not recursive), so nothing we attach beneath it
+/// propagates to peers. In a systemd initrd `/` is shared.
+pub fn make_private(path: &Path) -> Result<(), MountError> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| MountError::syscall(format!("open {}", path.display()), e))?;
+    mount_setattr_propagation(fd.as_fd(), MS_PRIVATE)
+        .map_err(|e| MountError::syscall(format!("make {} private", path.display()), e))
+}
+
+/// `struct mount_attr` from `<linux/mount.h>` (MOUNT_ATTR_SIZE_VER0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+static_assertions::assert_eq_size!(MountAttr, [u8; 32]);
+
+const MS_PRIVATE: u64 = 1 << 18;
+
+fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64) -> Result<(), Errno> {
+    raw_mount_setattr(
+        fd,
+        &MountAttr {
+            attr_set: set,
+            attr_clr: clear,
+            propagation: 0,
+            userns_fd: 0,
+        },
+    )
+}
+
+fn mount_setattr_propagation(fd: BorrowedFd<'_>, propagation: u64) -> Result<(), Errno> {
+    raw_mount_setattr(
+        fd,
+        &MountAttr {
+            attr_set: 0,
+            attr_clr: 0,
+            propagation,
+            userns_fd: 0,
+        },
+    )
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH, attr, sizeof attr)`. rustix has no wrapper for it.
+fn raw_mount_setattr(fd: BorrowedFd<'_>, attr: &MountAttr) -> Result<(), Errno> {
+    let empty = CString::default();
+    // SAFETY: mount_setattr reads `size_of::<MountAttr>()` bytes from `attr`, which is a
+    // valid, initialised `#[repr(C)]` struct of exactly that size (asserted above); `empty`
+    // is a valid NUL-terminated string; `fd` is open for the duration of the call. The
+    // kernel writes nothing back.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL))
+    }
+}

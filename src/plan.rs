@@ -1,0 +1,460 @@
+//! From inputs to steps, with no syscalls: which image, how to verify it, and every mount
+//! in order. A plan reads as the log of a boot: each step's `Display` is both its
+//! `--dry-run` line and the kernel-log line written when it runs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::cmdline::ImageSelector;
+use crate::config::{Config, EtcMode, MountMode};
+use crate::digest::{Algorithm, Digest};
+use crate::features::{Assembly, ErofsBacking, MountStrategy};
+use crate::repo::{EtcState, STATE_DEPLOY_DIR};
+
+/// How the image's digest is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// Secure: the image must have kernel fs-verity and its digest must match.
+    KernelRequired,
+    /// Insecure: a kernel digest must match; without one, the digest computed in
+    /// userspace must match.
+    KernelOrComputed,
+    /// Insecure with `[image] check-digest = false`: a kernel digest must match; without
+    /// one the image is not checked.
+    KernelIfPresent,
+}
+
+/// When the composefs overlay gets `verity=require`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayVerity {
+    /// Always (secure mode).
+    Require,
+    /// Only if the image turned out to have kernel fs-verity (insecure mode).
+    IfImageHasVerity,
+}
+
+/// How /etc or /var is provided, resolved from the config and the state layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateMount {
+    /// Bind-mount `source` (beneath the physical root).
+    Bind {
+        /// The state directory, relative to the physical root.
+        source: PathBuf,
+    },
+    /// Overlay with the image's directory below and `upper` / `work` above.
+    Overlay {
+        /// Upper directory, relative to the physical root.
+        upper: PathBuf,
+        /// Work directory, relative to the physical root.
+        work: PathBuf,
+    },
+    /// Overlay with the image's directory below and a fresh tmpfs above.
+    Transient,
+}
+
+/// One thing to do. The order of a plan's steps is the order they run in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Measure the image and compare its digest with the selector's.
+    VerifyImage {
+        /// Image path, for messages.
+        path: PathBuf,
+        /// The digest from the command line.
+        expected: Digest,
+        /// How.
+        mode: VerifyMode,
+    },
+    /// Create the erofs superblock over the image (read-only).
+    MountErofs {
+        /// File-backed or loop device.
+        backing: ErofsBacking,
+        /// Attach-first paths: the private directory it is attached to while the overlay
+        /// is built.
+        staging: Option<PathBuf>,
+    },
+    /// Create the composefs overlay: erofs below, `objects/` as data-only layer, read-only.
+    MountComposefs {
+        /// The overlay's `source`: `composefs:<hex>`.
+        source: String,
+        /// `verity=require` policy.
+        verity: OverlayVerity,
+        /// The repository's objects directory.
+        objects: PathBuf,
+    },
+    /// Clone the physical root's mount, to reach it from the new root.
+    ClonePhysicalRoot {
+        /// The physical root.
+        sysroot: PathBuf,
+        /// Make the clone read-only.
+        readonly: bool,
+    },
+    /// Attach the new root onto the sysroot mount point (stacked over the physical root).
+    AttachRoot {
+        /// The sysroot path.
+        target: PathBuf,
+    },
+    /// A tmpfs-upper overlay over the composefs root.
+    TransientRoot,
+    /// Attach the physical root's clone at `<new root>/sysroot`.
+    MountPhysicalRoot {
+        /// Final path, for messages.
+        target: PathBuf,
+    },
+    /// Create a state directory (and parents) beneath the physical root.
+    CreateStateDir {
+        /// Path relative to the physical root.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// Mount /etc or /var.
+    MountState {
+        /// "etc" or "var".
+        name: &'static str,
+        /// How.
+        how: StateMount,
+        /// Final path, for messages.
+        target: PathBuf,
+    },
+    /// Point `/run/systemd/volatile-root` at the physical root's block device.
+    VolatileRootLink {
+        /// The link to create.
+        link: PathBuf,
+        /// Its target, `/dev/block/MAJ:MIN`.
+        target: String,
+    },
+}
+
+/// A complete plan: the image chosen, the mount path, and the steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The sysroot being set up.
+    pub sysroot: PathBuf,
+    /// The image's digest.
+    pub digest: Digest,
+    /// The mount path.
+    pub strategy: MountStrategy,
+    /// The private directory attach-first paths stage mounts in (created and removed by
+    /// execute), if any.
+    pub staging: Option<PathBuf>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// Facts gathered before planning (by `lib::run`, or by hand in tests).
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    /// The physical root, e.g. `/sysroot`.
+    pub sysroot: &'a Path,
+    /// The chosen selector.
+    pub selector: &'a ImageSelector,
+    /// The image path, for messages.
+    pub image_path: PathBuf,
+    /// The objects directory, for messages.
+    pub objects_path: PathBuf,
+    /// The configuration.
+    pub config: &'a Config,
+    /// The mount path.
+    pub strategy: MountStrategy,
+    /// What `state/deploy/<hex>/etc` holds.
+    pub etc_state: EtcState,
+    /// `systemd.volatile=state` is on the command line.
+    pub volatile_state: bool,
+    /// `/dev/gpt-auto-root` exists: the physical root's (major, minor).
+    pub gpt_auto_root: Option<(u32, u32)>,
+    /// Where attach-first paths may create their private staging directory.
+    pub staging: PathBuf,
+}
+
+/// Builds the plan.
+pub fn plan(inputs: &Inputs<'_>) -> Plan {
+    let cfg = inputs.config;
+    let digest = inputs.selector.digest;
+    let hex = digest.to_hex();
+    let attach_first = inputs.strategy.assembly != Assembly::Detached;
+    let staging = attach_first.then(|| inputs.staging.clone());
+    let deploy = Path::new(STATE_DEPLOY_DIR).join(&hex);
+    let in_root = |rel: &str| inputs.sysroot.join(rel);
+    let mut steps = Vec::new();
+
+    let mode = match (inputs.selector.insecure, cfg.check_digest) {
+        (false, _) => VerifyMode::KernelRequired,
+        (true, true) => VerifyMode::KernelOrComputed,
+        (true, false) => VerifyMode::KernelIfPresent,
+    };
+    steps.push(Step::VerifyImage {
+        path: inputs.image_path.clone(),
+        expected: digest,
+        mode,
+    });
+    steps.push(Step::MountErofs {
+        backing: inputs.strategy.erofs,
+        staging: staging.as_ref().map(|s| s.join("erofs")),
+    });
+    steps.push(Step::MountComposefs {
+        source: format!("composefs:{hex}"),
+        verity: if inputs.selector.insecure {
+            OverlayVerity::IfImageHasVerity
+        } else {
+            OverlayVerity::Require
+        },
+        objects: inputs.objects_path.clone(),
+    });
+    steps.push(Step::ClonePhysicalRoot {
+        sysroot: inputs.sysroot.to_path_buf(),
+        readonly: cfg.sysroot_readonly,
+    });
+    // Attach-first paths put the root in place now and mount beneath it by path; the
+    // detached path builds the whole tree first and attaches it last, in one move.
+    let attach = Step::AttachRoot {
+        target: inputs.sysroot.to_path_buf(),
+    };
+    if attach_first {
+        steps.push(attach.clone());
+    }
+    if cfg.root_transient {
+        steps.push(Step::TransientRoot);
+    }
+    steps.push(Step::MountPhysicalRoot {
+        target: in_root("sysroot"),
+    });
+
+    let etc = match cfg.etc {
+        EtcMode::Fixed(m) => m,
+        EtcMode::Auto => match inputs.etc_state {
+            EtcState::Populated => MountMode::Bind,
+            EtcState::Missing | EtcState::Empty | EtcState::OverlayDirs => MountMode::Overlay,
+        },
+    };
+    state_steps(&mut steps, "etc", etc, &deploy, in_root("etc"));
+    if !inputs.volatile_state {
+        state_steps(&mut steps, "var", cfg.var, &deploy, in_root("var"));
+    }
+    if !attach_first {
+        steps.push(attach);
+    }
+    if let Some((major, minor)) = inputs.gpt_auto_root {
+        steps.push(Step::VolatileRootLink {
+            link: PathBuf::from("/run/systemd/volatile-root"),
+            target: format!("/dev/block/{major}:{minor}"),
+        });
+    }
+    Plan {
+        sysroot: inputs.sysroot.to_path_buf(),
+        digest,
+        strategy: inputs.strategy,
+        staging,
+        steps,
+    }
+}
+
+fn state_steps(
+    steps: &mut Vec<Step>,
+    name: &'static str,
+    mode: MountMode,
+    deploy: &Path,
+    target: PathBuf,
+) {
+    let dir = deploy.join(name);
+    let how = match mode {
+        MountMode::None => return,
+        MountMode::Transient => StateMount::Transient,
+        MountMode::Bind => {
+            // Created when missing, so a first boot works; an existing entry (bootc's
+            // relative `var` link) is followed beneath the physical root.
+            steps.push(Step::CreateStateDir {
+                path: dir.clone(),
+                mode: 0o755,
+            });
+            StateMount::Bind { source: dir }
+        }
+        MountMode::Overlay => {
+            let upper = dir.join("upper");
+            let work = dir.join("work");
+            steps.push(Step::CreateStateDir {
+                path: upper.clone(),
+                mode: 0o755,
+            });
+            steps.push(Step::CreateStateDir {
+                path: work.clone(),
+                mode: 0o700,
+            });
+            StateMount::Overlay { upper, work }
+        }
+    };
+    steps.push(Step::MountState { name, how, target });
+}
+
+/// Why the command line named no image we can boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The selector's algorithm is not the repository's.
+    OtherAlgorithm {
+        /// The repository's algorithm.
+        repository: Algorithm,
+    },
+    /// No `images/<hex>` in the repository.
+    NotInRepository,
+    /// The argument was malformed.
+    Malformed(String),
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::OtherAlgorithm { repository } => {
+                write!(f, "the repository uses {repository}")
+            }
+            SkipReason::NotInRepository => f.write_str("no such image in the repository"),
+            SkipReason::Malformed(why) => write!(f, "malformed: {why}"),
+        }
+    }
+}
+
+/// The first selector whose image exists in a repository of its algorithm, and the
+/// selectors passed over before it. `lookup` opens an image: `Ok(None)` when absent; an
+/// error stops the search (a repository that refuses an image is not silently skipped).
+pub fn choose_image<T, E>(
+    selectors: &[ImageSelector],
+    repository: Option<Algorithm>,
+    mut lookup: impl FnMut(&Digest) -> Result<Option<T>, E>,
+) -> Result<(usize, T, Vec<(String, SkipReason)>), Result<Vec<(String, SkipReason)>, E>> {
+    let mut skipped = Vec::new();
+    for (i, sel) in selectors.iter().enumerate() {
+        if let Some(repo_alg) = repository {
+            if sel.digest.algorithm() != repo_alg {
+                skipped.push((
+                    sel.arg.clone(),
+                    SkipReason::OtherAlgorithm {
+                        repository: repo_alg,
+                    },
+                ));
+                continue;
+            }
+        }
+        match lookup(&sel.digest) {
+            Ok(Some(found)) => return Ok((i, found, skipped)),
+            Ok(None) => skipped.push((sel.arg.clone(), SkipReason::NotInRepository)),
+            Err(e) => return Err(Err(e)),
+        }
+    }
+    Err(Ok(skipped))
+}
+
+fn perm(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::VerifyImage {
+                path,
+                expected,
+                mode,
+            } => {
+                let how = match mode {
+                    VerifyMode::KernelRequired => "kernel fs-verity digest required",
+                    VerifyMode::KernelOrComputed => {
+                        "insecure: kernel fs-verity digest, else computed in userspace"
+                    }
+                    VerifyMode::KernelIfPresent => {
+                        "insecure: kernel fs-verity digest if present, else unchecked (check-digest = false)"
+                    }
+                };
+                write!(
+                    f,
+                    "verify image {}: {} must equal {}:{expected} ({how})",
+                    path.display(),
+                    "digest",
+                    expected.algorithm()
+                )
+            }
+            Step::MountErofs { backing, staging } => {
+                let backing = match backing {
+                    ErofsBacking::File => "from the image file",
+                    ErofsBacking::Loop => "through a read-only loop device",
+                };
+                write!(f, "mount erofs read-only {backing}")?;
+                if let Some(s) = staging {
+                    write!(f, ", staged at {}", s.display())?;
+                }
+                Ok(())
+            }
+            Step::MountComposefs {
+                source,
+                verity,
+                objects,
+            } => {
+                let verity = match verity {
+                    OverlayVerity::Require => "verity=require",
+                    OverlayVerity::IfImageHasVerity => {
+                        "verity=require if the image has fs-verity"
+                    }
+                };
+                write!(
+                    f,
+                    "mount overlay {source} read-only: erofs lower, data-only layer {}, metacopy=on, redirect_dir=on, {verity}",
+                    objects.display()
+                )
+            }
+            Step::ClonePhysicalRoot { sysroot, readonly } => write!(
+                f,
+                "clone the physical root {} ({})",
+                sysroot.display(),
+                if *readonly { "read-only" } else { "writable" }
+            ),
+            Step::AttachRoot { target } => {
+                write!(f, "attach the new root on {}", target.display())
+            }
+            Step::TransientRoot => {
+                f.write_str("mount a transient overlay over the root (tmpfs upper, lost at reboot)")
+            }
+            Step::MountPhysicalRoot { target } => {
+                write!(f, "mount the physical root at {}", target.display())
+            }
+            Step::CreateStateDir { path, mode } => write!(
+                f,
+                "ensure state directory {} exists (mode {} if created)",
+                path.display(),
+                perm(*mode)
+            ),
+            Step::MountState { name, how, target } => {
+                write!(f, "mount /{name} on {}: ", target.display())?;
+                match how {
+                    StateMount::Bind { source } => write!(f, "bind of {}", source.display()),
+                    StateMount::Overlay { upper, work } => write!(
+                        f,
+                        "overlay of the image's /{name}, upper {}, work {}",
+                        upper.display(),
+                        work.display()
+                    ),
+                    StateMount::Transient => write!(
+                        f,
+                        "transient overlay of the image's /{name} (tmpfs upper, lost at reboot)"
+                    ),
+                }
+            }
+            Step::VolatileRootLink { link, target } => {
+                write!(f, "link {} -> {target} (best effort)", link.display())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "plan for {}: image {}:{}, {}",
+            self.sysroot.display(),
+            self.digest.algorithm(),
+            self.digest,
+            self.strategy
+        )?;
+        for (i, step) in self.steps.iter().enumerate() {
+            writeln!(f, "step {}: {step}", i + 1)?;
+        }
+        Ok(())
+    }
+}
