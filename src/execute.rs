@@ -36,7 +36,9 @@ pub struct Resources {
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// The image's digest is not the one the command line names.
-    #[error("image {path} has digest {found}, but the command line asks for {expected}: the image is corrupt or was replaced; refusing to mount it")]
+    #[error(
+        "image {path} has digest {found}, but the command line asks for {expected}: the image is corrupt or was replaced; refusing to mount it"
+    )]
     Mismatch {
         /// Image path.
         path: PathBuf,
@@ -46,7 +48,9 @@ pub enum ExecError {
         found: String,
     },
     /// Secure mode and the image has no fs-verity.
-    #[error("image {path} has no fs-verity, and the composefs= argument is secure (no '?'): enable fs-verity on the repository (a filesystem with verity support, e.g. ext4 -O verity), or boot with composefs=?<digest> to accept an unverified image")]
+    #[error(
+        "image {path} has no fs-verity, and the composefs= argument is secure (no '?'): enable fs-verity on the repository (a filesystem with verity support, e.g. ext4 -O verity), or boot with composefs=?<digest> to accept an unverified image"
+    )]
     NoVerity {
         /// Image path.
         path: PathBuf,
@@ -158,7 +162,6 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<(), StepError> {
                 step: step.to_string(),
                 cause,
             };
-            log::error!("error: {err}");
             run.unwind();
             return Err(err);
         }
@@ -203,9 +206,7 @@ impl Run<'_> {
                 mode,
             } => self.verify(path, expected, *mode),
             Step::MountErofs { backing, staging } => self.mount_erofs(*backing, staging.as_deref()),
-            Step::MountComposefs {
-                source, verity, ..
-            } => self.mount_composefs(source, *verity),
+            Step::MountComposefs { source, verity, .. } => self.mount_composefs(source, *verity),
             Step::ClonePhysicalRoot { sysroot, readonly } => {
                 let m = Mount::clone_of(CWD, &path_str(sysroot)?, "the physical root")?;
                 if *readonly {
@@ -222,7 +223,10 @@ impl Run<'_> {
             }
             Step::TransientRoot => self.transient_root(),
             Step::MountPhysicalRoot { target } => {
-                let physical = self.physical.take().ok_or_else(|| missing("physical root clone"))?;
+                let physical = self
+                    .physical
+                    .take()
+                    .ok_or_else(|| missing("physical root clone"))?;
                 self.attach_beneath(&physical, "sysroot", target)
                     .map_err(|e| hint(e, "does the image have a /sysroot directory?"))
             }
@@ -246,7 +250,12 @@ impl Run<'_> {
         }
     }
 
-    fn verify(&mut self, path: &Path, expected: &Digest, mode: VerifyMode) -> Result<(), ExecError> {
+    fn verify(
+        &mut self,
+        path: &Path,
+        expected: &Digest,
+        mode: VerifyMode,
+    ) -> Result<(), ExecError> {
         let measured = measure(self.res.image.as_fd()).map_err(|source| ExecError::Measure {
             path: path.to_path_buf(),
             source,
@@ -269,12 +278,15 @@ impl Run<'_> {
                 return Ok(());
             }
             (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
-                let fd = self.res.image.as_fd().try_clone_to_owned().map_err(|e| {
-                    ExecError::Read {
-                        path: path.to_path_buf(),
-                        source: e,
-                    }
-                })?;
+                let fd =
+                    self.res
+                        .image
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .map_err(|e| ExecError::Read {
+                            path: path.to_path_buf(),
+                            source: e,
+                        })?;
                 let mut reader = PositionedReader { fd, offset: 0 };
                 compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(|source| {
                     ExecError::Read {
@@ -303,7 +315,11 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn mount_erofs(&mut self, backing: ErofsBacking, staging: Option<&Path>) -> Result<(), ExecError> {
+    fn mount_erofs(
+        &mut self,
+        backing: ErofsBacking,
+        staging: Option<&Path>,
+    ) -> Result<(), ExecError> {
         let source = match backing {
             ErofsBacking::File => proc_fd_path(self.res.image.as_fd()),
             ErofsBacking::Loop => {
@@ -316,6 +332,8 @@ impl Run<'_> {
         };
         let ctx = FsContext::new("erofs")?;
         ctx.set_string("source", &source)?;
+        // A read-only superblock: else the kernel opens a loop device for writing (EACCES).
+        ctx.set_flag("ro")?;
         let erofs = ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?;
         if let Some(at) = staging {
             self.stage(&erofs, at)?;
@@ -393,7 +411,12 @@ impl Run<'_> {
         Ok(ctx.mount(MountAttrFlags::empty())?)
     }
 
-    fn mount_state(&mut self, name: &'static str, how: &StateMount, target: &Path) -> Result<(), ExecError> {
+    fn mount_state(
+        &mut self,
+        name: &'static str,
+        how: &StateMount,
+        target: &Path,
+    ) -> Result<(), ExecError> {
         let sysroot = &self.plan.sysroot;
         let mount = match how {
             StateMount::Bind { source } => {
@@ -427,14 +450,22 @@ impl Run<'_> {
     }
 
     /// Attaches a transient overlay, then releases its staged tmpfs.
-    fn unstage_after_attach(&mut self, m: Mount, name: &str, target: &Path) -> Result<(), ExecError> {
+    fn unstage_after_attach(
+        &mut self,
+        m: Mount,
+        name: &str,
+        target: &Path,
+    ) -> Result<(), ExecError> {
         self.attach_beneath(&m, name, target)?;
         self.unstage()
     }
 
     /// The image's own directory `name` (in the composefs overlay, below any transient root).
     fn image_dir(&self, name: &str) -> Result<OwnedFd, ExecError> {
-        let composefs = self.composefs.as_ref().ok_or_else(|| missing("composefs mount"))?;
+        let composefs = self
+            .composefs
+            .as_ref()
+            .ok_or_else(|| missing("composefs mount"))?;
         rustix::fs::openat(
             composefs.as_fd(),
             name,
@@ -450,7 +481,12 @@ impl Run<'_> {
 
     /// Attaches `mount` at `name` inside the new root; records the undo when the root is
     /// already visible.
-    fn attach_beneath(&mut self, mount: &Mount, name: &str, target: &Path) -> Result<(), ExecError> {
+    fn attach_beneath(
+        &mut self,
+        mount: &Mount,
+        name: &str,
+        target: &Path,
+    ) -> Result<(), ExecError> {
         let root = self.root()?;
         mount.attach(root.as_fd(), name, &target.display().to_string())?;
         if self.attach_first() {
@@ -501,7 +537,11 @@ impl Run<'_> {
     /// it can serve as an overlay layer on kernels that refuse detached layers.
     fn stage(&mut self, mount: &Mount, at: &Path) -> Result<(), ExecError> {
         let staging = at.parent().unwrap_or(at);
-        if !self.undo.iter().any(|u| matches!(u, Undo::RemoveDir(p) if p == staging)) {
+        if !self
+            .undo
+            .iter()
+            .any(|u| matches!(u, Undo::RemoveDir(p) if p == staging))
+        {
             match rustix::fs::mkdir(staging, Mode::from_raw_mode(0o700)) {
                 Ok(()) => self.undo.push(Undo::RemoveDir(staging.to_path_buf())),
                 Err(Errno::EXIST) => {}

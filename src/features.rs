@@ -153,7 +153,9 @@ pub struct Overrides {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FeatureError {
     /// No overlayfs `verity=` / data-only layers.
-    #[error("this kernel's overlayfs has no data-only lower layers or verity= option (Linux 6.6 or newer is needed, with CONFIG_OVERLAY_FS)")]
+    #[error(
+        "this kernel's overlayfs has no data-only lower layers or verity= option (Linux 6.6 or newer is needed, with CONFIG_OVERLAY_FS)"
+    )]
     NoDataOnlyLayers,
 }
 
@@ -163,13 +165,15 @@ impl KernelFeatures {
         if !self.overlay_verity {
             return Err(FeatureError::NoDataOnlyLayers);
         }
-        let assembly = overrides.assembly.unwrap_or(if self.detached_trees && self.fd_layers {
-            Assembly::Detached
-        } else if self.lowerdir_plus {
-            Assembly::AttachFirst
-        } else {
-            Assembly::StringLowerdir
-        });
+        let assembly = overrides
+            .assembly
+            .unwrap_or(if self.detached_trees && self.fd_layers {
+                Assembly::Detached
+            } else if self.lowerdir_plus {
+                Assembly::AttachFirst
+            } else {
+                Assembly::StringLowerdir
+            });
         let erofs = overrides.erofs.unwrap_or(if self.file_backed_erofs {
             ErofsBacking::File
         } else {
@@ -274,9 +278,14 @@ mod tests {
     #[test]
     fn picks_path_per_kernel() {
         let s = KernelFeatures::ALL.strategy(Overrides::default()).unwrap();
-        assert_eq!((s.assembly, s.erofs, s.fd_layers), (Assembly::Detached, ErofsBacking::File, true));
+        assert_eq!(
+            (s.assembly, s.erofs, s.fd_layers),
+            (Assembly::Detached, ErofsBacking::File, true)
+        );
         // 6.13 and 6.14: fds, but no detached trees.
-        let s = without(|k| k.detached_trees = false).strategy(Overrides::default()).unwrap();
+        let s = without(|k| k.detached_trees = false)
+            .strategy(Overrides::default())
+            .unwrap();
         assert_eq!((s.assembly, s.fd_layers), (Assembly::AttachFirst, true));
         // 6.12: lowerdir+ as paths, file-backed erofs.
         let k612 = without(|k| {
@@ -284,7 +293,10 @@ mod tests {
             k.fd_layers = false;
         });
         let s = k612.strategy(Overrides::default()).unwrap();
-        assert_eq!((s.assembly, s.erofs, s.fd_layers), (Assembly::AttachFirst, ErofsBacking::File, false));
+        assert_eq!(
+            (s.assembly, s.erofs, s.fd_layers),
+            (Assembly::AttachFirst, ErofsBacking::File, false)
+        );
         // 6.6: the legacy string and a loop device.
         let k66 = without(|k| {
             k.detached_trees = false;
@@ -293,7 +305,10 @@ mod tests {
             k.file_backed_erofs = false;
         });
         let s = k66.strategy(Overrides::default()).unwrap();
-        assert_eq!((s.assembly, s.erofs), (Assembly::StringLowerdir, ErofsBacking::Loop));
+        assert_eq!(
+            (s.assembly, s.erofs),
+            (Assembly::StringLowerdir, ErofsBacking::Loop)
+        );
         assert_eq!(
             without(|k| k.overlay_verity = false).strategy(Overrides::default()),
             Err(FeatureError::NoDataOnlyLayers)
@@ -307,8 +322,15 @@ mod tests {
             erofs: Some(ErofsBacking::Loop),
         };
         let s = KernelFeatures::ALL.strategy(o).unwrap();
-        assert_eq!((s.assembly, s.erofs, s.fd_layers), (Assembly::StringLowerdir, ErofsBacking::Loop, false));
-        for a in [Assembly::Detached, Assembly::AttachFirst, Assembly::StringLowerdir] {
+        assert_eq!(
+            (s.assembly, s.erofs, s.fd_layers),
+            (Assembly::StringLowerdir, ErofsBacking::Loop, false)
+        );
+        for a in [
+            Assembly::Detached,
+            Assembly::AttachFirst,
+            Assembly::StringLowerdir,
+        ] {
             assert_eq!(Assembly::from_name(a.name()), Some(a));
         }
         assert_eq!(Assembly::from_name("other"), None);

@@ -85,7 +85,9 @@ pub enum RunError {
     #[error("{0}")]
     Feature(#[from] features::FeatureError),
     /// The kernel could not be probed.
-    #[error("cannot probe the kernel's mount features: {0} (cfs-setup-root must run as root, with CAP_SYS_ADMIN)")]
+    #[error(
+        "cannot probe the kernel's mount features: {0} (cfs-setup-root must run as root, with CAP_SYS_ADMIN)"
+    )]
     Probe(std::io::Error),
     /// A step failed (and was undone).
     #[error("{0}")]
@@ -150,7 +152,12 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         source,
     })?;
     for w in &warnings {
-        ::log::warn!("config {} line {}: {}", opts.config.display(), w.line, w.message);
+        ::log::warn!(
+            "config {} line {}: {}",
+            opts.config.display(),
+            w.line,
+            w.message
+        );
     }
     let malformed = || {
         kargs
@@ -221,11 +228,7 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     if opts.dry_run {
         return Ok(Outcome::DryRun(plan));
     }
-    ::log::info!(
-        "plan: {} steps, {}",
-        plan.steps.len(),
-        plan.strategy
-    );
+    ::log::info!("plan: {} steps, {}", plan.steps.len(), plan.strategy);
     let resources = execute::Resources {
         repo,
         image,
@@ -254,6 +257,10 @@ fn gpt_auto_root(sysroot: &Path) -> Option<(u32, u32)> {
 
 /// A private, per-process directory for attach-first staging mounts.
 fn staging_dir() -> PathBuf {
-    let base = if Path::new("/run").is_dir() { "/run" } else { "/tmp" };
+    let base = if Path::new("/run").is_dir() {
+        "/run"
+    } else {
+        "/tmp"
+    };
     PathBuf::from(format!("{base}/cfs-setup-root.{}", std::process::id()))
 }

@@ -127,12 +127,21 @@ mod tests {
 
     #[test]
     fn flags_and_defaults() {
-        let Ok(Parsed::Run(o)) = parse(&[]) else { panic!() };
+        let Ok(Parsed::Run(o)) = parse(&[]) else {
+            panic!()
+        };
         assert_eq!(o.sysroot, PathBuf::from("/sysroot"));
         assert!(o.cmdline.is_none() && !o.dry_run);
         let Ok(Parsed::Run(o)) = parse(&[
-            "--sysroot", "/x", "--config=/c", "--cmdline", "a b", "--dry-run",
-            "--force-overlay", "attach-first", "--force-erofs=loop",
+            "--sysroot",
+            "/x",
+            "--config=/c",
+            "--cmdline",
+            "a b",
+            "--dry-run",
+            "--force-overlay",
+            "attach-first",
+            "--force-erofs=loop",
         ]) else {
             panic!()
         };

@@ -388,9 +388,7 @@ impl fmt::Display for Step {
             } => {
                 let verity = match verity {
                     OverlayVerity::Require => "verity=require",
-                    OverlayVerity::IfImageHasVerity => {
-                        "verity=require if the image has fs-verity"
-                    }
+                    OverlayVerity::IfImageHasVerity => "verity=require if the image has fs-verity",
                 };
                 write!(
                     f,
@@ -456,5 +454,191 @@ impl fmt::Display for Plan {
             writeln!(f, "step {}: {step}", i + 1)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::KernelFeatures;
+
+    const HEX: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn selector(insecure: bool) -> ImageSelector {
+        ImageSelector {
+            digest: Digest::from_hex(HEX).unwrap(),
+            insecure,
+            arg: format!("composefs={}{HEX}", if insecure { "?" } else { "" }),
+        }
+    }
+
+    fn render(
+        sel: &ImageSelector,
+        config: &Config,
+        kernel: KernelFeatures,
+        etc: EtcState,
+        f: impl Fn(&mut Inputs<'_>),
+    ) -> String {
+        let mut inputs = Inputs {
+            sysroot: Path::new("/sysroot"),
+            selector: sel,
+            image_path: PathBuf::from(format!("/sysroot/composefs/images/{HEX}")),
+            objects_path: PathBuf::from("/sysroot/composefs/objects"),
+            config,
+            strategy: kernel.strategy(Default::default()).unwrap(),
+            etc_state: etc,
+            volatile_state: false,
+            gpt_auto_root: None,
+            staging: PathBuf::from("/run/cfs-setup-root.1"),
+        };
+        f(&mut inputs);
+        plan(&inputs).to_string().replace(HEX, "H")
+    }
+
+    #[test]
+    fn golden_default_secure_detached() {
+        let got = render(
+            &selector(false),
+            &Config::default(),
+            KernelFeatures::ALL,
+            EtcState::OverlayDirs,
+            |_| {},
+        );
+        let want = "\
+plan for /sysroot: image sha256:H, detached assembly, file-backed erofs, layers as fds
+step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (kernel fs-verity digest required)
+step 2: mount erofs read-only from the image file
+step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require
+step 4: clone the physical root /sysroot (read-only)
+step 5: mount the physical root at /sysroot/sysroot
+step 6: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
+step 7: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
+step 8: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
+step 9: ensure state directory state/deploy/H/var exists (mode 0755 if created)
+step 10: mount /var on /sysroot/var: bind of state/deploy/H/var
+step 11: attach the new root on /sysroot
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn golden_kernel_6_12_transient_root_insecure() {
+        let k = KernelFeatures {
+            detached_trees: false,
+            fd_layers: false,
+            ..KernelFeatures::ALL
+        };
+        let config = Config {
+            root_transient: true,
+            sysroot_readonly: false,
+            ..Config::default()
+        };
+        let got = render(&selector(true), &config, k, EtcState::Missing, |i| {
+            i.gpt_auto_root = Some((259, 3));
+        });
+        let want = "\
+plan for /sysroot: image sha256:H, attach-first assembly, file-backed erofs, layers as paths
+step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (insecure: kernel fs-verity digest, else computed in userspace)
+step 2: mount erofs read-only from the image file, staged at /run/cfs-setup-root.1/erofs
+step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
+step 4: clone the physical root /sysroot (writable)
+step 5: attach the new root on /sysroot
+step 6: mount a transient overlay over the root (tmpfs upper, lost at reboot)
+step 7: mount the physical root at /sysroot/sysroot
+step 8: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
+step 9: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
+step 10: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
+step 11: ensure state directory state/deploy/H/var exists (mode 0755 if created)
+step 12: mount /var on /sysroot/var: bind of state/deploy/H/var
+step 13: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn golden_old_kernel_bootc_layout_volatile_state() {
+        let k = KernelFeatures {
+            detached_trees: false,
+            fd_layers: false,
+            lowerdir_plus: false,
+            file_backed_erofs: false,
+            ..KernelFeatures::ALL
+        };
+        let config = Config {
+            check_digest: false,
+            ..Config::default()
+        };
+        let got = render(&selector(true), &config, k, EtcState::Populated, |i| {
+            i.volatile_state = true;
+        });
+        let want = "\
+plan for /sysroot: image sha256:H, string-lowerdir assembly, loop-backed erofs, layers as paths
+step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (insecure: kernel fs-verity digest if present, else unchecked (check-digest = false))
+step 2: mount erofs read-only through a read-only loop device, staged at /run/cfs-setup-root.1/erofs
+step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
+step 4: clone the physical root /sysroot (read-only)
+step 5: attach the new root on /sysroot
+step 6: mount the physical root at /sysroot/sysroot
+step 7: ensure state directory state/deploy/H/etc exists (mode 0755 if created)
+step 8: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn fixed_modes_none_and_transient() {
+        let config = Config {
+            etc: EtcMode::Fixed(MountMode::Transient),
+            var: MountMode::None,
+            ..Config::default()
+        };
+        let got = render(
+            &selector(false),
+            &config,
+            KernelFeatures::ALL,
+            EtcState::Populated,
+            |_| {},
+        );
+        assert!(got.contains("mount /etc on /sysroot/etc: transient overlay of the image's /etc"));
+        assert!(!got.contains("/var"), "{got}");
+        assert!(!got.contains("state directory"), "{got}");
+    }
+
+    #[test]
+    fn choose_first_existing_of_matching_algorithm() {
+        let sha512 = ImageSelector {
+            digest: Digest::from_hex(&"2".repeat(128)).unwrap(),
+            insecure: false,
+            arg: "composefs=sha512:2...".into(),
+        };
+        let missing = ImageSelector {
+            digest: Digest::from_hex(&"3".repeat(64)).unwrap(),
+            insecure: false,
+            arg: "composefs=333...".into(),
+        };
+        let present = selector(false);
+        let sels = [sha512, missing, present];
+        let got = choose_image(&sels, Some(Algorithm::Sha256), |d| {
+            Ok::<_, ()>((d.to_hex() == HEX).then_some("image"))
+        });
+        let Ok((i, found, skipped)) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!((i, found), (2, "image"));
+        assert_eq!(
+            skipped[0].1,
+            SkipReason::OtherAlgorithm {
+                repository: Algorithm::Sha256
+            }
+        );
+        assert_eq!(skipped[1].1, SkipReason::NotInRepository);
+        // Nothing found: every selector is listed with its reason.
+        let none = choose_image(&sels, Some(Algorithm::Sha256), |_| {
+            Ok::<Option<()>, ()>(None)
+        });
+        assert!(matches!(none, Err(Ok(ref s)) if s.len() == 3));
+        // A refused entry stops the search.
+        let refused = choose_image(&sels, None, |_| Err::<Option<()>, _>("escapes"));
+        assert!(matches!(refused, Err(Err("escapes"))));
     }
 }

@@ -47,7 +47,9 @@ pub enum RepoError {
         reason: String,
     },
     /// The image entry resolves outside the repository or through a magic link.
-    #[error("refusing image {path}: it resolves outside the repository (absolute link, a link out of {repo}, or onto another filesystem)")]
+    #[error(
+        "refusing image {path}: it resolves outside the repository (absolute link, a link out of {repo}, or onto another filesystem)"
+    )]
     Escapes {
         /// The image path.
         path: PathBuf,
@@ -291,7 +293,7 @@ pub enum EtcState {
     Missing,
     /// `etc` exists and is empty.
     Empty,
-    /// `etc/upper` and `etc/work` exist: composefs-rs's overlay layout.
+    /// `etc/upper` exists (with `etc/work`, or not yet): composefs-rs's overlay layout.
     OverlayDirs,
     /// `etc` holds a full copy of /etc: bootc's layout.
     Populated,
@@ -316,7 +318,11 @@ const STATE_RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO
 
 /// Opens a directory beneath the physical root (`O_PATH`), following relative links that
 /// stay beneath it (bootc's `var -> ../../os/default/var`).
-pub fn open_state_dir(sysroot_fd: BorrowedFd<'_>, rel: &Path, sysroot: &Path) -> Result<OwnedFd, RepoError> {
+pub fn open_state_dir(
+    sysroot_fd: BorrowedFd<'_>,
+    rel: &Path,
+    sysroot: &Path,
+) -> Result<OwnedFd, RepoError> {
     rustix::fs::openat2(
         sysroot_fd,
         rel,
@@ -347,7 +353,8 @@ pub fn etc_state(sysroot_fd: BorrowedFd<'_>, deploy: &Path) -> EtcState {
             .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
             .unwrap_or(false)
     };
-    if is_dir("upper") && is_dir("work") {
+    // `upper` alone counts too: a first boot that stopped between creating the two.
+    if is_dir("upper") {
         return EtcState::OverlayDirs;
     }
     let Ok(mut entries) = rustix::fs::Dir::read_from(&fd) else {
@@ -379,11 +386,20 @@ pub fn create_state_dir(
     let components: Vec<_> = rel.components().collect();
     for (i, component) in components.iter().enumerate() {
         sofar.push(component);
-        let this_mode = if i + 1 == components.len() { mode } else { 0o755 };
+        let this_mode = if i + 1 == components.len() {
+            mode
+        } else {
+            0o755
+        };
         let parent = sofar.parent().unwrap_or(Path::new(""));
         let name = sofar.file_name().unwrap_or_default();
         let dir = if parent.as_os_str().is_empty() {
-            rustix::fs::openat(sysroot_fd, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            rustix::fs::openat(
+                sysroot_fd,
+                ".",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
         } else {
             rustix::fs::openat2(
                 sysroot_fd,
@@ -431,8 +447,20 @@ mod tests {
             parse_meta(r#"{ "algorithm" : "fsverity-sha256-12" }"#),
             Ok(Algorithm::Sha256)
         );
-        assert!(parse_meta(r#"{"version":1}"#).unwrap_err().contains("no \"algorithm\""));
-        assert!(parse_meta(r#"{"algorithm":"sha1"}"#).unwrap_err().contains("unknown algorithm"));
-        assert!(parse_meta("not json").unwrap_err().contains("not valid JSON"));
+        assert!(
+            parse_meta(r#"{"version":1}"#)
+                .unwrap_err()
+                .contains("no \"algorithm\"")
+        );
+        assert!(
+            parse_meta(r#"{"algorithm":"sha1"}"#)
+                .unwrap_err()
+                .contains("unknown algorithm")
+        );
+        assert!(
+            parse_meta("not json")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
     }
 }

@@ -1,0 +1,570 @@
+//! Host tests, positive: cfsctl-made images mounted end to end on a fake sysroot in a
+//! private mount namespace, on every mount path, and read back.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::*;
+
+/// The mount paths the binary can take; each positive test runs on all of them.
+const PATHS: &[(&str, &[&str])] = &[
+    ("detached", &["--force-overlay", "detached"]),
+    ("attach-first", &["--force-overlay", "attach-first"]),
+    ("string-lowerdir", &["--force-overlay", "string-lowerdir"]),
+    ("loop", &["--force-erofs", "loop"]),
+    (
+        "loop+string-lowerdir",
+        &[
+            "--force-erofs",
+            "loop",
+            "--force-overlay",
+            "string-lowerdir",
+        ],
+    ),
+];
+
+fn boot(
+    repo: &Repo,
+    karg: &str,
+    extra: &[&str],
+    config: Option<&str>,
+) -> (Sysroot, Namespace, Run) {
+    let sysroot = Sysroot::new(repo);
+    let ns = Namespace::new(&sysroot.path);
+    let cfg = sysroot.path.with_extension("toml");
+    fs::write(&cfg, config.unwrap_or("")).unwrap();
+    let mut args = vec![
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--cmdline",
+        karg,
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let run = ns.run(&args);
+    (sysroot, ns, run)
+}
+
+/// Everything a user of the booted root relies on, checked through the namespace.
+fn check_root(repo: &Repo, sysroot: &Sysroot, ns: &Namespace, path_name: &str) {
+    let root = ns.path(&sysroot.path);
+    let r = |p: &str| root.join(p);
+    let ctx = |what: &str| format!("[{path_name}] {what}");
+
+    // Content: an inline file, external objects, a 300 KB file byte for byte.
+    assert_eq!(
+        fs::read(r("usr/share/doc/small")).unwrap(),
+        b"tiny",
+        "{}",
+        ctx("inline file")
+    );
+    assert_eq!(
+        fs::read_to_string(r("usr/bin/hello")).unwrap(),
+        "#!/bin/sh\necho hello from composefs\n",
+        "{}",
+        ctx("object file")
+    );
+    assert!(
+        fs::read(r("usr/lib/big.bin")).unwrap() == pattern(300_000),
+        "{}",
+        ctx("big file content")
+    );
+    // Modes and owners.
+    let m = fs::metadata(r("usr/bin/setuid")).unwrap();
+    assert_eq!(
+        m.permissions().mode() & 0o7777,
+        0o4755,
+        "{}",
+        ctx("setuid mode")
+    );
+    let m = fs::metadata(r("usr/lib/owned")).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o777),
+        (1234, 5678, 0o640),
+        "{}",
+        ctx("owner")
+    );
+    // Symlinks, relative and absolute, kept as links.
+    assert_eq!(
+        fs::read_link(r("usr/bin/link-to-hello")).unwrap(),
+        Path::new("hello")
+    );
+    assert_eq!(
+        fs::read_link(r("usr/lib/abs-link")).unwrap(),
+        Path::new("/usr/lib/big.bin")
+    );
+    // Hard links share an inode.
+    assert_eq!(
+        ino(&r("usr/bin/hard1")),
+        ino(&r("usr/bin/hard2")),
+        "{}",
+        ctx("hardlink")
+    );
+    assert_eq!(fs::metadata(r("usr/bin/hard1")).unwrap().nlink(), 2);
+    // Device node and FIFO.
+    let m = fs::symlink_metadata(r("usr/lib/null")).unwrap();
+    assert!(m.file_type().is_char_device(), "{}", ctx("char device"));
+    assert_eq!(
+        (rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev())),
+        (1, 3)
+    );
+    assert!(
+        fs::symlink_metadata(r("usr/lib/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    // The kept xattr.
+    let mut buf = [0u8; 64];
+    let n = rustix::fs::getxattr(r("usr/bin/capable"), "security.capability", &mut buf)
+        .unwrap_or_else(|e| panic!("{}: {e}", ctx("security.capability")));
+    assert_eq!(&buf[..4], &[0, 0, 0, 2], "{}", ctx("capability revision"));
+    assert_eq!(n, 20);
+
+    // The mount table: composefs overlay on the sysroot, read-only, with its source.
+    let mounts = ns.mounts_under(&sysroot.path);
+    let s = sysroot.path.to_str().unwrap();
+    let top = mounts.iter().rev().find(|m| m.target == s).unwrap();
+    assert_eq!(top.fstype, "overlay");
+    let cfs = mounts
+        .iter()
+        .find(|m| m.target == s && m.source == format!("composefs:{}", repo.hex))
+        .unwrap_or_else(|| panic!("{}: no composefs overlay in {mounts:#?}", ctx("mounts")));
+    assert!(cfs.readonly(), "{}", ctx("composefs root is read-only"));
+    assert!(cfs.has_super_option("metacopy=on") && cfs.has_super_option("redirect_dir=on"));
+    // The root cannot be written.
+    let err = fs::write(r("usr/new-file"), b"x").unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc_erofs()),
+        "{}",
+        ctx("write to /usr")
+    );
+
+    // The physical root at sysroot/sysroot, read-only, showing the repository.
+    let phys = mounts
+        .iter()
+        .find(|m| m.target == format!("{s}/sysroot"))
+        .unwrap();
+    assert!(phys.readonly(), "{}", ctx("physical root read-only"));
+    assert!(r("sysroot/composefs/meta.json").exists());
+    assert_eq!(
+        fs::write(r("sysroot/x"), b"x").unwrap_err().raw_os_error(),
+        Some(libc_erofs())
+    );
+}
+
+fn libc_erofs() -> i32 {
+    rustix::io::Errno::ROFS.raw_os_error()
+}
+
+/// The default /etc (overlay on state) and /var (bind of state) behave as state.
+fn check_default_state(repo: &Repo, sysroot: &Sysroot, ns: &Namespace) {
+    let root = ns.path(&sysroot.path);
+    let deploy = sysroot.deploy(&repo.hex);
+    // /etc shows the image's files and takes writes into the deployment's upper dir.
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "composefs-test\n"
+    );
+    fs::write(root.join("etc/new.conf"), b"written at runtime").unwrap();
+    assert_eq!(
+        fs::read(deploy.join("etc/upper/new.conf")).unwrap(),
+        b"written at runtime"
+    );
+    // The state dirs were created with the documented modes.
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&deploy.join("etc/upper")), 0o755);
+    assert_eq!(mode(&deploy.join("etc/work")), 0o700);
+    // /var is the deployment's own directory.
+    fs::write(root.join("var/log-entry"), b"v").unwrap();
+    assert_eq!(fs::read(deploy.join("var/log-entry")).unwrap(), b"v");
+    assert!(
+        !root.join("var/lib/app/state").exists(),
+        "/var must be the state dir, not the image's"
+    );
+    let s = sysroot.path.to_str().unwrap();
+    let mounts = ns.mounts_under(&sysroot.path);
+    let etc = mounts
+        .iter()
+        .find(|m| m.target == format!("{s}/etc"))
+        .unwrap();
+    assert_eq!(etc.fstype, "overlay");
+    assert!(!etc.readonly());
+}
+
+#[test]
+fn sha256_image_boots_on_every_mount_path() {
+    if !root_or_skip("sha256_image_boots_on_every_mount_path") {
+        return;
+    }
+    let repo = repo256();
+    for (name, flags) in PATHS {
+        let (sysroot, ns, run) = boot(repo, &format!("composefs=?{}", repo.hex), flags, None);
+        run.ok();
+        check_root(repo, &sysroot, &ns, name);
+        check_default_state(repo, &sysroot, &ns);
+        // The staging directory of attach-first paths is gone.
+        assert!(
+            !run.stderr.contains("could not remove"),
+            "[{name}] staging dir left: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn sha512_and_v2_images_boot() {
+    if !root_or_skip("sha512_and_v2_images_boot") {
+        return;
+    }
+    for repo in [
+        make_repo("sha512", "1"),
+        make_repo("sha256", "2"),
+        make_repo("sha512", "2"),
+    ] {
+        for (name, flags) in [PATHS[0], PATHS[2]] {
+            let (sysroot, ns, run) = boot(&repo, &format!("composefs=?{}", repo.hex), flags, None);
+            run.ok();
+            check_root(&repo, &sysroot, &ns, &format!("{}-{name}", repo.algorithm));
+        }
+    }
+}
+
+#[test]
+fn every_karg_form_selects_the_image() {
+    if !root_or_skip("every_karg_form_selects_the_image") {
+        return;
+    }
+    let repo = repo256();
+    let h = &repo.hex;
+    let other = "ab".repeat(32);
+    let sha512 = "cd".repeat(64);
+    for karg in [
+        format!("composefs=?sha256:{h}"),
+        format!("composefs.digest=?v1-sha256-12:{h}"),
+        format!("quiet composefs=?{} rw", h.to_uppercase()),
+        // Earlier selectors that are missing, of another algorithm, or malformed are
+        // passed over, in order.
+        format!("composefs=?{other} composefs=?{sha512} composefs=?xyz composefs=?{h}"),
+        format!("\"composefs=?{h}\" -- composefs=?{other}"),
+    ] {
+        let (sysroot, ns, run) = boot(repo, &karg, &[], None);
+        run.ok();
+        let s = sysroot.path.to_str().unwrap();
+        assert!(
+            ns.mounts_under(&sysroot.path)
+                .iter()
+                .any(|m| m.target == s && m.source == format!("composefs:{h}")),
+            "{karg}: {}",
+            run.stderr
+        );
+    }
+    // The skipped ones are logged with their reason.
+    let (_s, _ns, run) = boot(
+        repo,
+        &format!("composefs=?{sha512} composefs=?{other} composefs=?{h}"),
+        &[],
+        None,
+    );
+    run.ok();
+    assert!(
+        run.stderr.contains("the repository uses sha256"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("no such image in the repository"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn etc_and_var_modes() {
+    if !root_or_skip("etc_and_var_modes") {
+        return;
+    }
+    let repo = repo256();
+    let karg = format!("composefs=?{}", repo.hex);
+    for (name, flags) in [PATHS[0], PATHS[1]] {
+        // none: the image's own directories, read-only.
+        let (sysroot, ns, run) = boot(
+            repo,
+            &karg,
+            flags,
+            Some("[etc]\nmount = \"none\"\n[var]\nmount = \"root\"\n"),
+        );
+        run.ok();
+        let root = ns.path(&sysroot.path);
+        assert!(
+            root.join("var/lib/app/state").exists(),
+            "[{name}] none: image /var"
+        );
+        assert!(
+            fs::write(root.join("etc/x"), b"x").is_err(),
+            "[{name}] none: /etc read-only"
+        );
+        assert_eq!(
+            ns.mounts_under(&sysroot.path).len(),
+            3,
+            "[{name}] sysroot, composefs, physical root"
+        );
+
+        // transient: writable, backed by tmpfs, nothing reaches the state directory.
+        let (sysroot, ns, run) = boot(
+            repo,
+            &karg,
+            flags,
+            Some("[etc]\ntransient = true\n[var]\nmount = \"volatile\"\n"),
+        );
+        run.ok();
+        let root = ns.path(&sysroot.path);
+        fs::write(root.join("etc/t"), b"t").unwrap();
+        fs::write(root.join("var/t"), b"t").unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("etc/app.conf")).unwrap(),
+            "setting = from-image\n"
+        );
+        assert!(
+            root.join("var/lib/app/state").exists(),
+            "[{name}] transient /var shows the image's"
+        );
+        assert!(
+            !sysroot.path.join("state").exists(),
+            "[{name}] transient touches no state"
+        );
+
+        // overlay for /var, bind for /etc: explicit modes.
+        let (sysroot, ns, run) = boot(
+            repo,
+            &karg,
+            flags,
+            Some("[etc]\nmount = \"bind\"\n[var]\nmount = \"overlay\"\n"),
+        );
+        run.ok();
+        let root = ns.path(&sysroot.path);
+        let deploy = sysroot.deploy(&repo.hex);
+        fs::write(root.join("etc/b"), b"b").unwrap();
+        assert!(deploy.join("etc/b").exists(), "[{name}] /etc bind");
+        assert!(
+            root.join("var/lib/app/state").exists(),
+            "[{name}] /var overlay shows the image's"
+        );
+        fs::write(root.join("var/o"), b"o").unwrap();
+        assert!(
+            deploy.join("var/upper/o").exists(),
+            "[{name}] /var overlay upper"
+        );
+    }
+}
+
+#[test]
+fn bootc_state_layout_is_detected() {
+    if !root_or_skip("bootc_state_layout_is_detected") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    // bootc: a full writable copy of /etc, and var -> ../../os/default/var shared by
+    // deployments.
+    let deploy = sysroot.deploy(&repo.hex);
+    fs::create_dir_all(deploy.join("etc")).unwrap();
+    fs::write(deploy.join("etc/hostname"), b"bootc-host\n").unwrap();
+    fs::create_dir_all(sysroot.path.join("state/os/default/var/lib")).unwrap();
+    fs::write(sysroot.path.join("state/os/default/var/lib/shared"), b"s").unwrap();
+    std::os::unix::fs::symlink("../../os/default/var", deploy.join("var")).unwrap();
+    let ns = Namespace::new(&sysroot.path);
+    let run = ns.run(&[
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--cmdline",
+        &format!("composefs=?{}", repo.hex),
+        "--config",
+        "/nonexistent/config.toml",
+    ]);
+    run.ok();
+    let root = ns.path(&sysroot.path);
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "bootc-host\n"
+    );
+    assert!(
+        !root.join("etc/app.conf").exists(),
+        "bootc /etc is the copy alone (bind)"
+    );
+    assert_eq!(fs::read(root.join("var/lib/shared")).unwrap(), b"s");
+    assert!(
+        !deploy.join("etc/upper").exists(),
+        "no overlay dirs made in a bootc layout"
+    );
+}
+
+#[test]
+fn composefs_rs_layout_keeps_existing_state() {
+    if !root_or_skip("composefs_rs_layout_keeps_existing_state") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let deploy = sysroot.deploy(&repo.hex);
+    fs::create_dir_all(deploy.join("etc/upper")).unwrap();
+    fs::create_dir_all(deploy.join("etc/work")).unwrap();
+    fs::write(deploy.join("etc/upper/hostname"), b"changed-before\n").unwrap();
+    let ns = Namespace::new(&sysroot.path);
+    ns.run(&[
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--cmdline",
+        &format!("composefs=?{}", repo.hex),
+    ])
+    .ok();
+    let root = ns.path(&sysroot.path);
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "changed-before\n"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("etc/app.conf")).unwrap(),
+        "setting = from-image\n"
+    );
+}
+
+#[test]
+fn transient_root_keeps_sysroot_etc_var_visible() {
+    if !root_or_skip("transient_root_keeps_sysroot_etc_var_visible") {
+        return;
+    }
+    let repo = repo256();
+    for (name, flags) in PATHS {
+        let (sysroot, ns, run) = boot(
+            repo,
+            &format!("composefs=?{}", repo.hex),
+            flags,
+            Some("[root]\ntransient = true\n"),
+        );
+        run.ok();
+        let root = ns.path(&sysroot.path);
+        // / takes writes (tmpfs upper) and still shows the image.
+        fs::write(root.join("usr/new-file"), b"n")
+            .unwrap_or_else(|e| panic!("[{name}] write /: {e}"));
+        assert_eq!(fs::read(root.join("usr/share/doc/small")).unwrap(), b"tiny");
+        // sysroot, /etc and /var are mounted on the visible top, not hidden below it.
+        assert!(
+            root.join("sysroot/composefs/meta.json").exists(),
+            "[{name}] sysroot visible"
+        );
+        fs::write(root.join("etc/e"), b"e").unwrap();
+        assert!(
+            sysroot.deploy(&repo.hex).join("etc/upper/e").exists(),
+            "[{name}] /etc on top"
+        );
+        fs::write(root.join("var/v"), b"v").unwrap();
+        assert!(
+            sysroot.deploy(&repo.hex).join("var/v").exists(),
+            "[{name}] /var on top"
+        );
+        assert!(
+            !sysroot.path.join("usr").exists(),
+            "[{name}] root writes stay in tmpfs"
+        );
+    }
+}
+
+#[test]
+fn writable_sysroot_and_volatile_state() {
+    if !root_or_skip("writable_sysroot_and_volatile_state") {
+        return;
+    }
+    let repo = repo256();
+    let (sysroot, ns, run) = boot(
+        repo,
+        &format!("composefs=?{} systemd.volatile=state", repo.hex),
+        &[],
+        Some("[sysroot]\nreadonly = false\n"),
+    );
+    run.ok();
+    let root = ns.path(&sysroot.path);
+    fs::write(root.join("sysroot/written"), b"w").unwrap();
+    assert!(sysroot.path.join("written").exists());
+    let s = sysroot.path.to_str().unwrap();
+    assert!(
+        !ns.mounts_under(&sysroot.path)
+            .iter()
+            .any(|m| m.target == format!("{s}/var")),
+        "systemd.volatile=state leaves /var unmounted"
+    );
+}
+
+#[test]
+fn no_composefs_argument_touches_nothing() {
+    if !root_or_skip("no_composefs_argument_touches_nothing") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let ns = Namespace::new(&sysroot.path);
+    let before = ns.mounts();
+    let run = ns.run(&[
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--cmdline",
+        "root=/dev/vda rw quiet",
+    ]);
+    run.ok();
+    assert!(run.stderr.contains("nothing to do"), "{}", run.stderr);
+    assert_eq!(ns.mounts(), before);
+    assert!(!sysroot.path.join("state").exists());
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_mounts_nothing() {
+    if !root_or_skip("dry_run_prints_the_plan_and_mounts_nothing") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let ns = Namespace::new(&sysroot.path);
+    let before = ns.mounts();
+    let run = ns.run(&[
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--cmdline",
+        &format!("composefs=?{}", repo.hex),
+        "--dry-run",
+    ]);
+    run.ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("plan for {}", sysroot.path.display())),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("mount overlay composefs:{}", repo.hex)))
+    );
+    assert!(
+        lines.last().unwrap().contains("attach the new root"),
+        "{}",
+        run.stdout
+    );
+    // Each step line is the line the real run logs.
+    let (_s, _ns, real) = boot(repo, &format!("composefs=?{}", repo.hex), &[], None);
+    for l in lines.iter().filter(|l| l.starts_with("step ")) {
+        let tail = l.replace(&sysroot.path.display().to_string(), "");
+        assert!(
+            real.stderr.lines().any(|r| r
+                .replace(&_s.path.display().to_string(), "")
+                .ends_with(&tail)),
+            "dry-run line not logged by a real run: {l}"
+        );
+    }
+    assert_eq!(ns.mounts(), before);
+    assert!(!sysroot.path.join("state").exists());
+}

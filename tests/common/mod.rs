@@ -1,0 +1,467 @@
+//! Shared fixtures for the host tests: a rich source tree, repositories made by cfsctl,
+//! fake sysroots, and private mount namespaces to run the binary in.
+//!
+//! Each test gets its own mount namespace: a `sleep` started by `unshare --mount
+//! --propagation private` holds it, the binary runs in it through `nsenter`, and the test
+//! looks at the result through `/proc/<holder>/root/...` and `/proc/<holder>/mountinfo`.
+//! Killing the holder tears the namespace down with everything mounted in it, so no test
+//! can leave a mount on the host, whatever it asserts.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_cfs-setup-root");
+
+/// True when the tests can mount; otherwise prints why they skip.
+pub fn root_or_skip(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        true
+    } else {
+        eprintln!("SKIP {test}: needs root (mounts in a private mount namespace)");
+        false
+    }
+}
+
+/// cfsctl 0.9.4: `$CFSCTL`, the cache the test command installs it to, or `$PATH`.
+pub fn cfsctl() -> PathBuf {
+    if let Some(p) = std::env::var_os("CFSCTL") {
+        return PathBuf::from(p);
+    }
+    let cached = dirs_home().join(".cache/cfs-setup-root/tools/bin/cfsctl");
+    if cached.exists() {
+        return cached;
+    }
+    PathBuf::from("cfsctl")
+}
+
+fn dirs_home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+}
+
+/// A fresh directory under cargo's per-target temp dir (on a real filesystem: erofs cannot
+/// mount a file kept on tmpfs).
+pub fn scratch(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn sh(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The source tree every image is made from: content, modes, owners, links, a device
+/// node, a FIFO and a kept xattr.
+pub fn build_tree(dir: &Path) {
+    let w = |p: &str, data: &[u8], mode: u32| {
+        let path = dir.join(p);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, data).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    for d in [
+        "usr/bin",
+        "usr/lib",
+        "usr/share/doc",
+        "etc",
+        "var/lib/app",
+        "sysroot",
+        "boot",
+        "dev",
+        "run",
+        "tmp",
+    ] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    w(
+        "usr/bin/hello",
+        b"#!/bin/sh\necho hello from composefs\n",
+        0o755,
+    );
+    // Large enough to be an external object (more than 64 bytes), with a known pattern.
+    w("usr/lib/big.bin", &pattern(300_000), 0o644);
+    w("usr/share/doc/small", b"tiny", 0o644); // inline in the image
+    w(
+        "usr/bin/setuid",
+        b"pretend setuid binary, long enough to be an object file ok",
+        0o4755,
+    );
+    w(
+        "usr/lib/owned",
+        b"owned by 1234:5678 and long enough to become an object too...",
+        0o640,
+    );
+    std::os::unix::fs::chown(dir.join("usr/lib/owned"), Some(1234), Some(5678)).unwrap();
+    w(
+        "usr/bin/hard1",
+        b"hard-linked content, long enough to be stored as an object file",
+        0o755,
+    );
+    fs::hard_link(dir.join("usr/bin/hard1"), dir.join("usr/bin/hard2")).unwrap();
+    symlink("hello", dir.join("usr/bin/link-to-hello")).unwrap();
+    symlink("/usr/lib/big.bin", dir.join("usr/lib/abs-link")).unwrap();
+    w(
+        "usr/bin/capable",
+        b"a file with a security.capability xattr, kept by cfsctl",
+        0o755,
+    );
+    // VFS_CAP_REVISION_2, cap_net_bind_service (bit 10) permitted.
+    let cap: [u8; 20] = [0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    rustix::fs::setxattr(
+        dir.join("usr/bin/capable"),
+        "security.capability",
+        &cap,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    sh(Command::new("mknod")
+        .arg(dir.join("usr/lib/null"))
+        .args(["c", "1", "3"]));
+    sh(Command::new("mkfifo").arg(dir.join("usr/lib/fifo")));
+    w("etc/hostname", b"composefs-test\n", 0o644);
+    w("etc/app.conf", b"setting = from-image\n", 0o644);
+    w("var/lib/app/state", b"image var content\n", 0o644);
+}
+
+/// Deterministic bytes.
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A repository made by cfsctl, and the image in it.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    /// The repository directory.
+    pub dir: PathBuf,
+    /// "sha256" or "sha512".
+    pub algorithm: &'static str,
+    /// The image's digest, hex.
+    pub hex: String,
+}
+
+/// Makes a repository (insecure: this host has no fs-verity) holding one image of the tree.
+pub fn make_repo(algorithm: &'static str, erofs_version: &str) -> Repo {
+    let base = scratch(&format!("repo-{algorithm}-v{erofs_version}"));
+    let tree = base.join("tree");
+    build_tree(&tree);
+    let dir = base.join("repo");
+    sh(Command::new(cfsctl())
+        .args(["init", "--insecure", "--algorithm"])
+        .arg(format!("fsverity-{algorithm}-12"))
+        .arg("--erofs-version")
+        .arg(erofs_version)
+        .arg(&dir));
+    let out = sh(Command::new(cfsctl())
+        .arg("--repo")
+        .arg(&dir)
+        .arg("create-image")
+        .arg(&tree));
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let hex = printed
+        .strip_prefix(&format!("{algorithm}:"))
+        .unwrap_or_else(|| panic!("unexpected create-image output {printed:?}"))
+        .to_string();
+    Repo {
+        dir,
+        algorithm,
+        hex,
+    }
+}
+
+/// The shared sha256 (V1 EROFS) repository; tests copy it when they need to damage it.
+pub fn repo256() -> &'static Repo {
+    static R: OnceLock<Repo> = OnceLock::new();
+    R.get_or_init(|| make_repo("sha256", "1"))
+}
+
+/// A fake physical root: `composefs/` (the repository) and `state/`.
+pub struct Sysroot {
+    /// Its path on the host (and in the namespace).
+    pub path: PathBuf,
+}
+
+impl Sysroot {
+    /// A sysroot whose `composefs` is a copy of `repo` (hard links for objects: cheap, and
+    /// damage to an image is done by replacing files, never by writing through a link).
+    pub fn new(repo: &Repo) -> Sysroot {
+        let path = scratch("sysroot");
+        sh(Command::new("cp")
+            .arg("-al")
+            .arg(&repo.dir)
+            .arg(path.join("composefs")));
+        Sysroot { path }
+    }
+
+    /// `<sysroot>/composefs/images/<hex>`.
+    pub fn image(&self, hex: &str) -> PathBuf {
+        self.path.join("composefs/images").join(hex)
+    }
+
+    /// Replaces the image's object by a private copy (so it can be damaged) and returns it.
+    pub fn private_image_object(&self, hex: &str) -> PathBuf {
+        let link = self.image(hex);
+        let object = link.parent().unwrap().join(fs::read_link(&link).unwrap());
+        let data = fs::read(&object).unwrap();
+        fs::remove_file(&object).unwrap();
+        fs::write(&object, data).unwrap();
+        object
+    }
+
+    /// `state/deploy/<hex>`.
+    pub fn deploy(&self, hex: &str) -> PathBuf {
+        self.path.join("state/deploy").join(hex)
+    }
+}
+
+/// A private mount namespace held open by a `sleep`.
+pub struct Namespace {
+    holder: Child,
+}
+
+impl Namespace {
+    /// A new namespace in which `sysroot` is a mount point (bound on itself), shared like
+    /// `/` in a systemd initrd.
+    pub fn new(sysroot: &Path) -> Namespace {
+        let holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn unshare");
+        let ns = Namespace { holder };
+        let me = fs::read_link("/proc/self/ns/mnt").unwrap();
+        for _ in 0..500 {
+            if let Ok(theirs) = fs::read_link(format!("/proc/{}/ns/mnt", ns.pid())) {
+                if theirs != me {
+                    break;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let s = sysroot.to_str().unwrap();
+        sh(&mut ns.command("mount", &["--bind", s, s]));
+        sh(&mut ns.command("mount", &["--make-shared", s]));
+        ns
+    }
+
+    /// The holder's pid.
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, prog: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.pid().to_string())
+            .args(["-m", "--"])
+            .arg(prog)
+            .args(args);
+        c
+    }
+
+    /// Runs the binary in the namespace with `args` (and logs to stderr).
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// As `run`, with extra environment.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut c = self.command(BIN, args);
+        c.env("CFS_SETUP_ROOT_LOG", "stderr");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run cfs-setup-root");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A host path that resolves inside the namespace.
+    pub fn path(&self, p: impl AsRef<Path>) -> PathBuf {
+        let p = p.as_ref();
+        PathBuf::from(format!("/proc/{}/root", self.pid())).join(p.strip_prefix("/").unwrap_or(p))
+    }
+
+    /// The namespace's mount table (id, parent, major:minor, root, target, options, fstype,
+    /// source, super options), one `Mount` per line.
+    pub fn mounts(&self) -> Vec<MountEntry> {
+        let text = fs::read_to_string(format!("/proc/{}/mountinfo", self.pid())).unwrap();
+        text.lines().filter_map(MountEntry::parse).collect()
+    }
+
+    /// The mounts at or beneath `dir`, in mount order.
+    pub fn mounts_under(&self, dir: &Path) -> Vec<MountEntry> {
+        let dir = dir.to_str().unwrap();
+        self.mounts()
+            .into_iter()
+            .filter(|m| m.target == dir || m.target.starts_with(&format!("{dir}/")))
+            .collect()
+    }
+
+    /// Runs a shell snippet inside the namespace; returns (exit code, stdout+stderr).
+    pub fn shell(&self, script: &str) -> (Option<i32>, String) {
+        let out = self.command("sh", &["-c", script]).output().unwrap();
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), s)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// One line of mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Mount point.
+    pub target: String,
+    /// Per-mount options (ro/rw...).
+    pub mount_options: String,
+    /// Filesystem type.
+    pub fstype: String,
+    /// Source.
+    pub source: String,
+    /// Superblock options.
+    pub super_options: String,
+    /// Root of the mount within its filesystem.
+    pub root: String,
+}
+
+impl MountEntry {
+    fn parse(line: &str) -> Option<MountEntry> {
+        let (left, right) = line.split_once(" - ")?;
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        let unescape = |s: &str| {
+            s.replace("\\040", " ")
+                .replace("\\011", "\t")
+                .replace("\\012", "\n")
+                .replace("\\134", "\\")
+        };
+        Some(MountEntry {
+            root: unescape(l.get(3)?),
+            target: unescape(l.get(4)?),
+            mount_options: l.get(5)?.to_string(),
+            fstype: r.first()?.to_string(),
+            source: unescape(r.get(1)?),
+            super_options: r.get(2).unwrap_or(&"").to_string(),
+        })
+    }
+
+    /// Mounted read-only (this mount, not necessarily the superblock).
+    pub fn readonly(&self) -> bool {
+        self.mount_options.split(',').any(|o| o == "ro")
+    }
+
+    /// Has superblock option `opt`.
+    pub fn has_super_option(&self, opt: &str) -> bool {
+        self.super_options.split(',').any(|o| o == opt)
+    }
+}
+
+/// The outcome of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code.
+    pub code: Option<i32>,
+    /// stdout.
+    pub stdout: String,
+    /// stderr (the log, with CFS_SETUP_ROOT_LOG=stderr).
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success.
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "expected success:\n{}{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts exit code `code` and that stderr has an error line containing each of
+    /// `needles`.
+    pub fn fails(&self, code: i32, needles: &[&str]) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit {code}:\n{}{}",
+            self.stdout,
+            self.stderr
+        );
+        let line = self
+            .stderr
+            .lines()
+            .find(|l| l.contains("error:"))
+            .unwrap_or_else(|| panic!("no error line in:\n{}", self.stderr));
+        for n in needles {
+            assert!(line.contains(n), "error line lacks {n:?}:\n{line}");
+        }
+        self
+    }
+}
+
+/// Loop devices currently bound to `file` (by its backing-file name).
+pub fn loops_backing(file: &Path) -> Vec<String> {
+    let want = fs::canonicalize(file).unwrap_or(file.to_path_buf());
+    let mut found = Vec::new();
+    if let Ok(entries) = fs::read_dir("/sys/block") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("loop") {
+                continue;
+            }
+            if let Ok(b) = fs::read_to_string(e.path().join("loop/backing_file")) {
+                if Path::new(b.trim()) == want {
+                    found.push(name);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The inode number of a path (through the namespace).
+pub fn ino(p: &Path) -> u64 {
+    fs::symlink_metadata(p).unwrap().ino()
+}

@@ -1,0 +1,370 @@
+//! Host tests, negative: every refusal has its own exit code and an error line naming the
+//! path and the cause, and leaves the namespace exactly as it was: no mount, no staging
+//! directory, no loop device.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+/// Runs the binary on a prepared sysroot and checks nothing was left behind.
+fn refused(sysroot: &Sysroot, karg: &str, extra: &[&str], code: i32, needles: &[&str]) -> Run {
+    let ns = Namespace::new(&sysroot.path);
+    let before = ns.mounts();
+    let mut args = vec![
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--cmdline",
+        karg,
+    ];
+    args.extend_from_slice(extra);
+    let run = ns.run(&args);
+    run.fails(code, needles);
+    assert_eq!(ns.mounts(), before, "mounts left behind:\n{}", run.stderr);
+    let staging: Vec<_> = fs::read_dir("/run")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("cfs-setup-root.")
+                })
+                .filter(|e| !live_pid(&e.file_name().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "staging directories left: {staging:?}");
+    run
+}
+
+/// Staging directories of runs still going (other tests, in parallel) are not leftovers.
+fn live_pid(name: &str) -> bool {
+    name.rsplit('.')
+        .next()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+#[test]
+fn unknown_digest_is_no_usable_image() {
+    if !root_or_skip("unknown_digest_is_no_usable_image") {
+        return;
+    }
+    let sysroot = Sysroot::new(repo256());
+    let other = "ab".repeat(32);
+    refused(
+        &sysroot,
+        &format!("composefs=?{other}"),
+        &[],
+        3,
+        &[&other, "no such image"],
+    );
+}
+
+#[test]
+fn malformed_digests_are_listed() {
+    if !root_or_skip("malformed_digests_are_listed") {
+        return;
+    }
+    let sysroot = Sysroot::new(repo256());
+    let run = refused(
+        &sysroot,
+        "composefs=abc123 composefs=?zz00 composefs.digest=v3-sha256-12:00",
+        &[],
+        3,
+        &[
+            "composefs=abc123",
+            "composefs=?zz00",
+            "composefs.digest=v3-sha256-12:00",
+            "malformed",
+        ],
+    );
+    assert!(
+        run.stderr.contains("ignoring composefs=abc123"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn secure_mode_needs_fs_verity() {
+    if !root_or_skip("secure_mode_needs_fs_verity") {
+        return;
+    }
+    // This host's filesystems have no fs-verity: a secure argument must be refused.
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let image = sysroot.image(&repo.hex);
+    refused(
+        &sysroot,
+        &format!("composefs={}", repo.hex),
+        &[],
+        4,
+        &[image.to_str().unwrap(), "has no fs-verity", "composefs=?"],
+    );
+}
+
+#[test]
+fn corrupt_and_truncated_images_are_refused() {
+    if !root_or_skip("corrupt_and_truncated_images_are_refused") {
+        return;
+    }
+    let repo = repo256();
+    // One flipped byte.
+    let sysroot = Sysroot::new(repo);
+    let object = sysroot.private_image_object(&repo.hex);
+    let mut data = fs::read(&object).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x55;
+    fs::write(&object, &data).unwrap();
+    let image = sysroot.image(&repo.hex);
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        4,
+        &[
+            image.to_str().unwrap(),
+            "has digest",
+            "corrupt or was replaced",
+        ],
+    );
+    // Truncated.
+    let sysroot = Sysroot::new(repo);
+    let object = sysroot.private_image_object(&repo.hex);
+    let data = fs::read(&object).unwrap();
+    fs::write(&object, &data[..data.len() / 3]).unwrap();
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        4,
+        &["has digest"],
+    );
+}
+
+#[test]
+fn corrupt_image_unchecked_fails_to_mount_and_unwinds() {
+    if !root_or_skip("corrupt_image_unchecked_fails_to_mount_and_unwinds") {
+        return;
+    }
+    // With the digest check switched off, a broken superblock reaches the kernel, which
+    // refuses it: a mount failure, undone, with the kernel's own words.
+    let repo = repo256();
+    for flags in [&["--force-erofs", "file"][..], &["--force-erofs", "loop"]] {
+        let sysroot = Sysroot::new(repo);
+        let object = sysroot.private_image_object(&repo.hex);
+        let mut data = fs::read(&object).unwrap();
+        for b in &mut data[1024..1024 + 128] {
+            *b = 0xff; // the erofs superblock lives at 1024
+        }
+        fs::write(&object, &data).unwrap();
+        let cfg = sysroot.path.with_extension("toml");
+        fs::write(&cfg, "[image]\ncheck-digest = false\n").unwrap();
+        let mut args = vec!["--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        refused(
+            &sysroot,
+            &format!("composefs=?{}", repo.hex),
+            &args,
+            5,
+            &["step 2", "erofs"],
+        );
+        assert!(
+            loops_backing(&object).is_empty(),
+            "loop device left on {}",
+            object.display()
+        );
+    }
+}
+
+#[test]
+fn image_of_another_name_is_refused() {
+    if !root_or_skip("image_of_another_name_is_refused") {
+        return;
+    }
+    // images/<A> pointing at image B's object: the content does not match the name.
+    let a = repo256();
+    let b = make_repo("sha256", "2");
+    let sysroot = Sysroot::new(a);
+    let b_object = b.dir.join("images").join(&b.hex);
+    let b_data = fs::read(&b_object).unwrap();
+    let a_object = sysroot.private_image_object(&a.hex);
+    fs::write(&a_object, b_data).unwrap();
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", a.hex),
+        &[],
+        4,
+        &[&a.hex, &b.hex],
+    );
+}
+
+#[test]
+fn image_links_out_of_the_repository_are_refused() {
+    if !root_or_skip("image_links_out_of_the_repository_are_refused") {
+        return;
+    }
+    let repo = repo256();
+    for target in ["/etc/passwd", "../../outside", "../objects/../../outside"] {
+        let sysroot = Sysroot::new(repo);
+        fs::write(sysroot.path.join("outside"), b"not an image").unwrap();
+        let image = sysroot.image(&repo.hex);
+        fs::remove_file(&image).unwrap();
+        std::os::unix::fs::symlink(target, &image).unwrap();
+        refused(
+            &sysroot,
+            &format!("composefs=?{}", repo.hex),
+            &[],
+            4,
+            &[image.to_str().unwrap(), "outside the repository"],
+        );
+    }
+}
+
+#[test]
+fn non_regular_and_dangling_images_are_refused() {
+    if !root_or_skip("non_regular_and_dangling_images_are_refused") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let image = sysroot.image(&repo.hex);
+    fs::remove_file(&image).unwrap();
+    fs::create_dir(&image).unwrap();
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        4,
+        &["directory, not a regular file"],
+    );
+
+    let sysroot = Sysroot::new(repo);
+    let image = sysroot.image(&repo.hex);
+    fs::remove_file(&image).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &image,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        4,
+        &["FIFO"],
+    );
+
+    let sysroot = Sysroot::new(repo);
+    let image = sysroot.image(&repo.hex);
+    fs::remove_file(&image).unwrap();
+    std::os::unix::fs::symlink("../objects/00/missing", &image).unwrap();
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        4,
+        &["dangling"],
+    );
+}
+
+#[test]
+fn bad_config_is_a_usage_error() {
+    if !root_or_skip("bad_config_is_a_usage_error") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let cfg = sysroot.path.with_extension("toml");
+    fs::write(&cfg, "[etc]\nmount = \"sideways\"\n").unwrap();
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &["--config", cfg.to_str().unwrap()],
+        2,
+        &[cfg.to_str().unwrap(), "line 2", "sideways"],
+    );
+}
+
+#[test]
+fn missing_repository_and_usage_errors() {
+    if !root_or_skip("missing_repository_and_usage_errors") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    fs::rename(
+        sysroot.path.join("composefs"),
+        sysroot.path.join("elsewhere"),
+    )
+    .unwrap();
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        3,
+        &["composefs repository", "No such file"],
+    );
+    let out = std::process::Command::new(BIN)
+        .arg("--frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument"));
+}
+
+#[test]
+fn image_without_sysroot_dir_unwinds_on_every_path() {
+    if !root_or_skip("image_without_sysroot_dir_unwinds_on_every_path") {
+        return;
+    }
+    // A tree with no /sysroot: the physical root cannot be mounted in it. Everything done
+    // before that step (attached roots on attach-first paths included) is undone.
+    let base = scratch("nosysroot");
+    let tree = base.join("tree");
+    build_tree(&tree);
+    fs::remove_dir(tree.join("sysroot")).unwrap();
+    let dir = base.join("repo");
+    sh(std::process::Command::new(cfsctl())
+        .args(["init", "--insecure", "--algorithm", "fsverity-sha256-12"])
+        .arg(&dir));
+    let out = sh(std::process::Command::new(cfsctl())
+        .arg("--repo")
+        .arg(&dir)
+        .arg("create-image")
+        .arg(&tree));
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let repo = Repo {
+        dir,
+        algorithm: "sha256",
+        hex,
+    };
+    for flags in [
+        &["--force-overlay", "detached"][..],
+        &["--force-overlay", "attach-first"],
+        &[
+            "--force-overlay",
+            "string-lowerdir",
+            "--force-erofs",
+            "loop",
+        ],
+    ] {
+        let sysroot = Sysroot::new(&repo);
+        refused(
+            &sysroot,
+            &format!("composefs=?{}", repo.hex),
+            flags,
+            5,
+            &["mount the physical root", "/sysroot directory"],
+        );
+    }
+}
