@@ -59,7 +59,7 @@ host_binary() {
 		say "cargo build --release"
 		(cd "$REPO" && CARGO_TARGET_DIR=$target cargo build --release --quiet >&2) ||
 			die "cargo build --release failed"
-		BIN=$target/release/cfs-setup-root
+		BIN=$target/x86_64-unknown-linux-gnu/release/cfs-setup-root
 	fi
 	[ -x "$BIN" ] || die "no binary at $BIN"
 	# The fast-tier initramfs has no libc: the binary must be static.
