@@ -21,14 +21,15 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # Phase timings, printed at the end and kept in $VM_CACHE/last-run.txt.
 TIMINGS=()
-# timed LABEL CMD...: run CMD, record how long it took under LABEL.
+# timed LABEL CMD...: run CMD, record how long it took under LABEL. CMD runs
+# as a plain command, so `set -e` stays in force inside it: a failed step
+# of a preparation stops the run (never call it after || or in an if).
 timed() {
-	local label=$1 t0 rc=0
+	local label=$1 t0
 	shift
 	t0=$(now)
-	"$@" || rc=$?
+	"$@"
 	TIMINGS+=("$(printf '%-34s %7ss' "$label" "$(elapsed "$t0")")")
-	return "$rc"
 }
 
 # key_of ARG...: a 16-hex-digit key over the arguments. A file contributes
@@ -50,26 +51,28 @@ key_of() {
 }
 
 # cached NAME KEY BUILDER [ARG...]: make sure $VM_CACHE/NAME-KEY is complete,
-# calling `BUILDER DIR ARG...` to fill it when it is not; prints the directory.
-# Older directories of the same NAME are removed so the cache does not grow.
+# calling `BUILDER DIR ARG...` to fill it when it is not; sets CACHED to the
+# directory. Older directories of the same NAME are removed so the cache
+# does not grow. Call it as a plain command (not in $(...), after ||, or in
+# an if): bash ignores `set -e` in those places, and the builders rely on
+# it to stop at their first failing step.
 cached() {
-	local name=$1 key=$2 builder=$3 dir
+	local name=$1 key=$2 builder=$3 dir old
 	shift 3
 	dir=$VM_CACHE/$name-$key
 	if [ ! -e "$dir/.done" ]; then
 		rm -rf "$dir"
 		mkdir -p "$dir"
 		say "building $name ($key)"
-		if ! "$builder" "$dir" "$@" >&2; then
-			die "building $name failed (partial output left in $dir)"
-		fi
+		STAGE="building $name (partial output left in $dir)"
+		"$builder" "$dir" "$@" >&2
+		STAGE=
 		touch "$dir/.done"
-		local old
 		for old in "$VM_CACHE/$name"-*; do
 			[ "$old" = "$dir" ] || rm -rf "$old"
 		done
 	fi
-	printf '%s\n' "$dir"
+	CACHED=$dir
 }
 
 # need_cmd CMD...: fail clearly when a host command is missing.

@@ -111,18 +111,21 @@ fast_disks_build() {
 # fast_pieces: the base and cfsctl archives (the full tier's disk builder
 # uses them too).
 fast_pieces() {
-	FAST_BASE=$(cached fast-base "$(key_of "$KERNEL_VERSION" /bin/busybox "$(command -v fsverity)" \
-		"$VM_TESTS/guest" "$VM_TESTS/lib/fast.sh" "$VM_TESTS/lib/kernel.sh")" fast_base_build) || exit 1
-	FAST_CFSCTL=$(cached fast-cfsctl "$(key_of "$CFSCTL")" fast_cfsctl_build) || exit 1
+	cached fast-base "$(key_of "$KERNEL_VERSION" /bin/busybox "$(command -v fsverity)" \
+		"$VM_TESTS/guest" "$VM_TESTS/lib/fast.sh" "$VM_TESTS/lib/kernel.sh")" fast_base_build
+	FAST_BASE=$CACHED
+	cached fast-cfsctl "$(key_of "$CFSCTL")" fast_cfsctl_build
+	FAST_CFSCTL=$CACHED
 }
 
 # fast_prepare: the initramfs pieces and the two disks, built or reused.
 fast_prepare() {
 	fast_pieces
 	# The disks depend on what the builder runs, not on the case scripts.
-	FAST_DISKS=$(cached fast-disks "$(key_of "$KERNEL_VERSION" /bin/busybox "$(command -v fsverity)" \
+	cached fast-disks "$(key_of "$KERNEL_VERSION" /bin/busybox "$(command -v fsverity)" \
 		"$CFSCTL" "$VM_TESTS/lib/trees.sh" "$VM_TESTS/guest/init" "$VM_TESTS/guest/build.sh" \
-		"$VM_TESTS/guest/image-init")" fast_disks_build) || exit 1
+		"$VM_TESTS/guest/image-init")" fast_disks_build
+	FAST_DISKS=$CACHED
 	# shellcheck disable=SC1091
 	. "$FAST_DISKS/digests.env"
 	FAST_RUN=$(mktemp -d "$VM_CACHE/run-fast.XXXXXX")

@@ -3,16 +3,16 @@
 # built in; erofs, overlay, ext4, virtio_blk and loop as modules).
 
 # kernel_prepare: sets KERNEL_PKG, KERNEL_VERSION (uname -r of the guest),
-# KERNEL_DIR (unpacked package with modules.dep), KERNEL_IMAGE, KERNEL_DEB.
+# KERNEL_PKGVER, KERNEL_DIR (unpacked package with modules.dep), KERNEL_IMAGE,
+# KERNEL_DEB.
 kernel_prepare() {
 	local meta=linux-image-amd64
 	KERNEL_PKG=$(guest_apt apt-cache depends "$meta" | awk '/Depends: linux-image-/ { print $2; exit }')
 	[ -n "$KERNEL_PKG" ] || die "cannot resolve $meta in $GUEST_SUITE"
 	KERNEL_VERSION=${KERNEL_PKG#linux-image-}
-	local pkgver
-	pkgver=$(debian_version "$KERNEL_PKG")
-	KERNEL_DIR=$(cached kernel "$(key_of "$KERNEL_PKG" "$pkgver" "$DEBIAN_MIRROR")" kernel_build "$KERNEL_PKG") ||
-		exit 1
+	KERNEL_PKGVER=$(debian_version "$KERNEL_PKG")
+	cached kernel "$(key_of "$KERNEL_PKG" "$KERNEL_PKGVER" "$DEBIAN_MIRROR")" kernel_build "$KERNEL_PKG"
+	KERNEL_DIR=$CACHED
 	KERNEL_IMAGE=$KERNEL_DIR/root/boot/vmlinuz-$KERNEL_VERSION
 	KERNEL_DEB=$(ls "$KERNEL_DIR"/*.deb)
 }

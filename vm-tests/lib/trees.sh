@@ -45,7 +45,7 @@ tree_make() {
 # tree_bytes SEED SIZE: SIZE bytes that depend only on SEED (a sha256
 # counter stream).
 tree_bytes() {
-	python3 -c '
+	/usr/bin/python3 -c '
 import hashlib, sys
 seed, size = sys.argv[1].encode(), int(sys.argv[2])
 out, i = bytearray(), 0

@@ -18,13 +18,13 @@ uki_tools_build() {
 
 uki_build() {
 	local dir=$1
-	python3 "$UKI_TOOLS/root/usr/bin/ukify" build \
+	/usr/bin/python3 "$UKI_TOOLS/root/usr/bin/ukify" build \
 		--linux "$FULL_DISK/vmlinuz" --initrd "$FULL_DISK/initrd.img" \
 		--cmdline "$FULL_CMDLINE composefs=$DIGEST_ROOT" \
 		--stub "$UKI_TOOLS/root/usr/lib/systemd/boot/efi/linuxx64.efi.stub" \
 		--output "$dir/uki.efi" || return 1
 	local kib=$(($(stat -c %s "$dir/uki.efi") / 1024 + 8192))
-	mkfs.vfat -q -C "$dir/esp.img" "$kib" >/dev/null
+	mkfs.vfat -C "$dir/esp.img" "$kib" >/dev/null
 	mmd -i "$dir/esp.img" ::/EFI ::/EFI/BOOT
 	mcopy -i "$dir/esp.img" "$dir/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
 	rm -f "$dir/uki.efi"
@@ -33,19 +33,22 @@ uki_build() {
 uki_prepare() {
 	local ver
 	ver=$(debian_version systemd-ukify)
-	UKI_TOOLS=$(cached uki-tools "$(key_of "$ver" "$(debian_version systemd-boot-efi)" "$DEBIAN_MIRROR")" \
-		uki_tools_build) || exit 1
-	UKI_DIR=$(cached uki "$(key_of "$(basename "$UKI_TOOLS")" "$(basename "$FULL_DISK")" "$FULL_CMDLINE" \
-		"$(declare -f uki_build)")" uki_build) || exit 1
+	cached uki-tools "$(key_of "$ver" "$(debian_version systemd-boot-efi)" "$DEBIAN_MIRROR")" \
+		uki_tools_build
+	UKI_TOOLS=$CACHED
+	cached uki "$(key_of "$(basename "$UKI_TOOLS")" "$(basename "$FULL_DISK")" "$FULL_CMDLINE" \
+		"$(declare -f uki_build)")" uki_build
+	UKI_DIR=$CACHED
 	cp "$OVMF_VARS" "$FULL_RUN/ovmf-vars.fd"
 }
 
 uki_boot() {
 	local log=$LOG_DIR/uki.log rc=0 why=()
-	vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" 'CFSTEST-END' 30 \
+	vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
 		-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE" \
 		-drive "if=pflash,format=raw,unit=1,file=$FULL_RUN/ovmf-vars.fd" \
-		-drive "file=$FULL_DISK/disk.img,format=raw,if=virtio,snapshot=on" \
+		-drive "file=$FULL_DISK/disk.img,format=raw,if=none,id=root,snapshot=on" \
+		-device virtio-blk-pci,drive=root \
 		-drive "file=$UKI_DIR/esp.img,format=raw,if=none,id=esp,readonly=on" \
 		-device virtio-blk-pci,drive=esp,bootindex=0 || rc=$?
 	# The booted root's report, plus proof of the path it came by.
