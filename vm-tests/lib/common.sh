@@ -10,6 +10,9 @@ VM_CACHE=${CFS_VM_CACHE:-$HOME/.cache/cfs-setup-root/vm}
 TOOLS_ROOT=${CFS_TOOLS_ROOT:-$HOME/.cache/cfs-setup-root/tools}
 mkdir -p "$VM_CACHE"
 
+# Boot name -> the cases it proves (filled by the tier files).
+declare -A BOOT_CASES=()
+
 # Progress goes to stderr so that stdout carries only the per-case lines and
 # the closing count.
 say() { printf '==> %s\n' "$*" >&2; }

@@ -14,7 +14,7 @@ FAST_MODULES=(virtio_blk crc32c_generic ext4 erofs overlay loop)
 # Boots of the fast tier and the cases each one proves, in run order.
 FAST_BOOTS=(secure tamper refusals insecure sha512 digest-karg transient-etc
 	string-lowerdir loop-erofs transient-root etc-var-none)
-declare -A BOOT_CASES=(
+BOOT_CASES+=(
 	[secure]="secure-boot verity-require attach-first kmsg-complete switch-root"
 	[tamper]="tampered-object-eio object-without-verity-eio"
 	[refusals]="no-karg wrong-digest digest-mismatch image-without-verity-refused malformed-image-undone forced-detached-undone config-error"

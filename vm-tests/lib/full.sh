@@ -70,7 +70,7 @@ full_disk_build() {
 	grep -q 'initrd-root-fs.target.wants/cfs-setup-root.service' "$dir/lsinitrd.txt" ||
 		{ echo "the initramfs lacks the cfs-setup-root wants link"; return 1; }
 	cp "$root/boot/vmlinuz-$KERNEL_VERSION" "$dir/vmlinuz"
-	rm -rf "$root/boot"/* "$root/dev"/*
+	rm -rf "${root:?}/boot"/* "${root:?}/dev"/*
 	mkdir -p "$s/cfstest"
 	mkfs.ext4 -q -F -O verity -b 4096 -L cfstest-root -d "$s" "$dir/disk.img" 3G >/dev/null
 	rm -rf "$s"
