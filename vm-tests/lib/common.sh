@@ -72,7 +72,8 @@ cached() {
 		STAGE=
 		touch "$dir/.done"
 		for old in "$VM_CACHE/$name"-*; do
-			[ "$old" = "$dir" ] || rm -rf "$old"
+			# Only NAME-<key>: "uki" must not take "uki-tools" with it.
+			[[ $old =~ /$name-[0-9a-f]{16}$ ]] && [ "$old" != "$dir" ] && rm -rf "$old"
 		done
 	fi
 	CACHED=$dir

@@ -13,7 +13,7 @@
 
 FULL_BOOTS=(full-boot full-persist full-emergency)
 BOOT_CASES[full-boot]="multi-user root-composefs-verity sysroot-readonly etc-var-deployment"
-BOOT_CASES[full-persist]="persistence"
+BOOT_CASES[full-persist]="persistence digest-karg-unit"
 BOOT_CASES[full-emergency]="wrong-digest-emergency"
 
 FULL_PACKAGES=(systemd systemd-sysv udev dracut zstd kmod e2fsprogs fsverity)
@@ -117,9 +117,13 @@ full_boot() {
 	local boot=$1 log=$LOG_DIR/$1.log rc=0 bad
 	case $boot in
 	full-boot | full-persist)
+		# The second boot names the image in the other karg form, which
+		# the unit's ConditionKernelCommandLine must also accept.
+		local karg="composefs=$DIGEST_ROOT"
+		[ "$boot" = full-persist ] && karg="composefs.digest=v1-sha256-12:$DIGEST_ROOT"
 		vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
 			-kernel "$FULL_DISK/vmlinuz" -initrd "$FULL_DISK/initrd.img" \
-			-append "$FULL_CMDLINE composefs=$DIGEST_ROOT" \
+			-append "$FULL_CMDLINE $karg" \
 			-drive "file=$FULL_RUN/disk.qcow2,format=qcow2,if=virtio" || rc=$?
 		;;
 	full-emergency)

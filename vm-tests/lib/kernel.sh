@@ -3,8 +3,7 @@
 # built in; erofs, overlay, ext4, virtio_blk and loop as modules).
 
 # kernel_prepare: sets KERNEL_PKG, KERNEL_VERSION (uname -r of the guest),
-# KERNEL_PKGVER, KERNEL_DIR (unpacked package with modules.dep), KERNEL_IMAGE,
-# KERNEL_DEB.
+# KERNEL_PKGVER, KERNEL_DIR (unpacked package with modules.dep), KERNEL_IMAGE.
 kernel_prepare() {
 	local meta=linux-image-amd64
 	KERNEL_PKG=$(guest_apt apt-cache depends "$meta" | awk '/Depends: linux-image-/ { print $2; exit }')
@@ -14,13 +13,13 @@ kernel_prepare() {
 	cached kernel "$(key_of "$KERNEL_PKG" "$KERNEL_PKGVER" "$DEBIAN_MIRROR")" kernel_build "$KERNEL_PKG"
 	KERNEL_DIR=$CACHED
 	KERNEL_IMAGE=$KERNEL_DIR/root/boot/vmlinuz-$KERNEL_VERSION
-	KERNEL_DEB=$(ls "$KERNEL_DIR"/*.deb)
 }
 
 kernel_build() {
 	local dir=$1 pkg=$2
 	debian_download "$dir" "$pkg"
 	dpkg-deb -x "$dir"/*.deb "$dir/root"
+	rm -f "$dir"/*.deb
 	# The package ships no modules.dep: the postinst would make it.
 	depmod -b "$dir/root/usr" "${pkg#linux-image-}"
 	grep -q '^CONFIG_FS_VERITY=y' "$dir/root/boot/config-${pkg#linux-image-}" ||
