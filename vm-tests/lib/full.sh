@@ -63,12 +63,25 @@ full_disk_build() {
 	ln -sfn ../cfstest-report.service "$root/usr/lib/systemd/system/multi-user.target.wants/cfstest-report.service"
 	# The image needs a mount point for the physical root.
 	mkdir -p "$root/sysroot"
+	# A config file (spelling out defaults) that the dracut module must copy
+	# into the initramfs (the peer forgets to: composefs-rs#86).
+	install -D -m 0644 /dev/stdin "$root/usr/lib/composefs/setup-root-conf.toml" <<-EOF
+		# vm-tests: the defaults, written out
+		[etc]
+		mount = "overlay"
+		[sysroot]
+		readonly = true
+	EOF
 	in_root "$root" dracut --no-hostonly --force --kver "$KERNEL_VERSION" /boot/cfstest-initrd.img \
 		>"$dir/dracut.log" 2>&1 || { tail -n 30 "$dir/dracut.log"; return 1; }
 	in_root "$root" lsinitrd /boot/cfstest-initrd.img >"$dir/lsinitrd.txt" 2>&1 || true
 	mv "$root/boot/cfstest-initrd.img" "$dir/initrd.img"
-	grep -q 'initrd-root-fs.target.wants/cfs-setup-root.service' "$dir/lsinitrd.txt" ||
-		{ echo "the initramfs lacks the cfs-setup-root wants link"; return 1; }
+	local f
+	for f in usr/bin/cfs-setup-root usr/lib/systemd/system/cfs-setup-root.service \
+		usr/lib/systemd/system/initrd-root-fs.target.wants/cfs-setup-root.service \
+		usr/lib/composefs/setup-root-conf.toml erofs.ko overlay.ko loop.ko; do
+		grep -q "$f" "$dir/lsinitrd.txt" || { echo "the initramfs lacks $f"; return 1; }
+	done
 	cp "$root/boot/vmlinuz-$KERNEL_VERSION" "$dir/vmlinuz"
 	rm -rf "${root:?}/boot"/* "${root:?}/dev"/*
 	mkdir -p "$s/cfstest"
