@@ -79,6 +79,13 @@ cached() {
 	CACHED=$dir
 }
 
+# vm_lock: one run at a time per cache (runs share disks, logs and the
+# rootfs being built).
+vm_lock() {
+	exec 9>"$VM_CACHE/.lock"
+	flock -n 9 || die "another vm-tests run is using $VM_CACHE"
+}
+
 # need_cmd CMD...: fail clearly when a host command is missing.
 need_cmd() {
 	local c
