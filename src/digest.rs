@@ -185,8 +185,9 @@ fn check_hex_chars(hex: &str) -> Result<(), DigestError> {
 pub const BLOCK_SIZE: usize = 4096;
 const LOG_BLOCK_SIZE: u8 = 12;
 /// How much we ask the reader for at a time: large enough that syscalls cost nothing next to
-/// the hashing, small enough for an initramfs.
-const READ_CHUNK: usize = 1 << 20;
+/// the hashing, small enough to stay in L2 between the kernel's copy and the hashing (64 KiB
+/// measured as fast as 1 MiB or faster here, with a quarter of the page faults and RSS).
+const READ_CHUNK: usize = 64 * 1024;
 /// `sizeof(struct fsverity_descriptor)`.
 const DESCRIPTOR_SIZE: usize = 256;
 
@@ -213,73 +214,127 @@ pub fn compute_fsverity_digest(
     reader: &mut dyn std::io::Read,
 ) -> std::io::Result<Digest> {
     match algorithm {
-        Algorithm::Sha256 => compute_with::<sha2::Sha256>(algorithm, reader),
-        Algorithm::Sha512 => compute_with::<sha2::Sha512>(algorithm, reader),
+        Algorithm::Sha256 => digest_reader::<sha2::Sha256>(algorithm, reader),
+        Algorithm::Sha512 => digest_reader::<sha2::Sha512>(algorithm, reader),
+    }
+}
+
+/// [`compute_fsverity_digest`] over bytes already in memory (a mapped image): no copy at all.
+pub fn compute_fsverity_digest_of_bytes(algorithm: Algorithm, data: &[u8]) -> Digest {
+    fn run<H>(algorithm: Algorithm, data: &[u8]) -> Digest
+    where
+        H: sha2::Digest + sha2::digest::FixedOutputReset,
+    {
+        let mut stream = DigestStream::<H>::new(algorithm);
+        stream.update(data);
+        stream.finish()
+    }
+    match algorithm {
+        Algorithm::Sha256 => run::<sha2::Sha256>(algorithm, data),
+        Algorithm::Sha512 => run::<sha2::Sha512>(algorithm, data),
     }
 }
 
 /// [`compute_fsverity_digest`] for one concrete hash.
-fn compute_with<H>(algorithm: Algorithm, reader: &mut dyn std::io::Read) -> std::io::Result<Digest>
+fn digest_reader<H>(algorithm: Algorithm, reader: &mut dyn std::io::Read) -> std::io::Result<Digest>
 where
     H: sha2::Digest + sha2::digest::FixedOutputReset,
 {
-    let mut tree = MerkleTree::<H>::new(algorithm.digest_len());
+    let mut stream = DigestStream::<H>::new(algorithm);
     let mut buf = vec![0u8; READ_CHUNK];
-    let mut data_size: u64 = 0;
     loop {
-        let filled = read_full(reader, &mut buf)?;
-        data_size = u64::try_from(filled)
-            .ok()
-            .and_then(|n| data_size.checked_add(n))
-            .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "file too large")
-            })?;
-        let data = buf.get(..filled).unwrap_or_default();
-        let mut blocks = data.chunks_exact(BLOCK_SIZE);
-        for block in &mut blocks {
-            tree.add_data_block(block);
-        }
-        let tail = blocks.remainder();
-        if !tail.is_empty() {
-            // Only the end of the input leaves a partial block: `read_full` fills the buffer
-            // otherwise, and the buffer is a whole number of blocks.
-            let mut last = [0u8; BLOCK_SIZE];
-            if let Some(head) = last.get_mut(..tail.len()) {
-                head.copy_from_slice(tail);
-            }
-            tree.add_data_block(&last);
-        }
-        if filled < buf.len() {
-            break;
-        }
-    }
-    let root = tree.root_hash();
-    let descriptor = fsverity_descriptor(algorithm, data_size, &root);
-    let mut hasher = H::new();
-    sha2::Digest::update(&mut hasher, descriptor);
-    let digest = hasher.finalize();
-    Digest::from_bytes(algorithm, &digest)
-        .ok_or_else(|| std::io::Error::other("hash output length does not match the algorithm"))
-}
-
-/// Read until `buf` is full or the reader reports end of file; returns how much was read.
-/// Retries on `Interrupted`, so a short count means end of file.
-fn read_full(reader: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
-        match reader.read(rest) {
+        match reader.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) if n <= rest.len() => filled += n,
-            Ok(_) => {
-                return Err(std::io::Error::other(
-                    "reader reported more bytes than the buffer holds",
-                ));
+            Ok(n) => {
+                let data = buf.get(..n).ok_or_else(|| {
+                    std::io::Error::other("reader reported more bytes than the buffer holds")
+                })?;
+                stream.update(data);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    Ok(filled)
+    Ok(stream.finish())
+}
+
+/// The fs-verity digest of a byte stream fed in pieces of any size.
+struct DigestStream<H> {
+    algorithm: Algorithm,
+    tree: MerkleTree<H>,
+    /// The data block being filled (`partial_len` bytes of it).
+    partial: [u8; BLOCK_SIZE],
+    partial_len: usize,
+    data_size: u64,
+}
+
+impl<H> DigestStream<H>
+where
+    H: sha2::Digest + sha2::digest::FixedOutputReset,
+{
+    fn new(algorithm: Algorithm) -> Self {
+        DigestStream {
+            algorithm,
+            tree: MerkleTree::new(algorithm.digest_len()),
+            partial: [0u8; BLOCK_SIZE],
+            partial_len: 0,
+            data_size: 0,
+        }
+    }
+
+    fn update(&mut self, mut data: &[u8]) {
+        self.data_size = self.data_size.saturating_add(data.len() as u64);
+        // Complete a block begun by an earlier piece.
+        if self.partial_len > 0 {
+            let take = (BLOCK_SIZE - self.partial_len).min(data.len());
+            let (head, rest) = data.split_at(take);
+            if let Some(dst) = self
+                .partial
+                .get_mut(self.partial_len..self.partial_len + take)
+            {
+                dst.copy_from_slice(head);
+            }
+            self.partial_len += take;
+            data = rest;
+            if self.partial_len < BLOCK_SIZE {
+                return;
+            }
+            self.tree.add_data_block(&self.partial);
+            self.partial_len = 0;
+        }
+        // Whole blocks straight from the caller's memory.
+        let mut blocks = data.chunks_exact(BLOCK_SIZE);
+        for block in &mut blocks {
+            self.tree.add_data_block(block);
+        }
+        let tail = blocks.remainder();
+        if let Some(dst) = self.partial.get_mut(..tail.len()) {
+            dst.copy_from_slice(tail);
+        }
+        self.partial_len = tail.len();
+    }
+
+    fn finish(mut self) -> Digest {
+        if self.partial_len > 0 {
+            // The last block, zero-padded.
+            if let Some(pad) = self.partial.get_mut(self.partial_len..) {
+                pad.fill(0);
+            }
+            self.tree.add_data_block(&self.partial);
+        }
+        let root = self.tree.root_hash();
+        let descriptor = fsverity_descriptor(self.algorithm, self.data_size, &root);
+        let mut hasher = H::new();
+        sha2::Digest::update(&mut hasher, descriptor);
+        let out = hasher.finalize();
+        let mut bytes = [0u8; MAX_DIGEST_LEN];
+        let n = out.len().min(MAX_DIGEST_LEN);
+        bytes[..n].copy_from_slice(&out[..n]);
+        Digest {
+            algorithm: self.algorithm,
+            bytes,
+        }
+    }
 }
 
 /// The 256-byte `struct fsverity_descriptor` (include/uapi/linux/fsverity.h) whose hash is the
@@ -853,6 +908,27 @@ mod tests {
                     let got = compute_fsverity_digest(alg, &mut &data[..]).unwrap();
                     assert_eq!(got.as_bytes(), want, "{alg} {b} blocks + {extra}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_and_reader_agree_for_any_piece_sizes() {
+        for len in [0usize, 1, 4095, 4096, 4097, 3 * 4096 + 17, 300_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+                let whole = compute_fsverity_digest_of_bytes(alg, &data);
+                let read = compute_fsverity_digest(alg, &mut &data[..]).unwrap();
+                assert_eq!(whole, read, "len {len}");
+                // Odd piece sizes straddle block boundaries in the stream.
+                let mut stream = DigestStream::<sha2::Sha256>::new(Algorithm::Sha256);
+                for piece in data.chunks(1000) {
+                    stream.update(piece);
+                }
+                assert_eq!(
+                    stream.finish(),
+                    compute_fsverity_digest_of_bytes(Algorithm::Sha256, &data)
+                );
             }
         }
     }

@@ -278,16 +278,10 @@ impl Run<'_> {
                 return Ok(());
             }
             (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
-                let fd =
-                    self.res
-                        .image
-                        .as_fd()
-                        .try_clone_to_owned()
-                        .map_err(|e| ExecError::Read {
-                            path: path.to_path_buf(),
-                            source: e,
-                        })?;
-                let mut reader = PositionedReader { fd, offset: 0 };
+                let mut reader = PositionedReader {
+                    fd: self.res.image.as_fd(),
+                    offset: 0,
+                };
                 compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(|source| {
                     ExecError::Read {
                         path: path.to_path_buf(),
@@ -320,26 +314,36 @@ impl Run<'_> {
         backing: ErofsBacking,
         staging: Option<&Path>,
     ) -> Result<(), ExecError> {
-        let source = match backing {
-            ErofsBacking::File => proc_fd_path(self.res.image.as_fd()),
-            ErofsBacking::Loop => {
-                let dev = LoopDevice::attach(self.res.image.as_fd())?;
-                let path = dev.path().to_string();
-                log::info!("bound {path} to the image");
-                self.loopdev = Some(dev);
-                path
-            }
+        let erofs = match backing {
+            ErofsBacking::File => self.erofs_from_file()?,
+            ErofsBacking::Loop => self.erofs_from_loop()?,
+            // The kernel is the probe: before 6.12 it looks for a block device (ENOTBLK).
+            ErofsBacking::FileOrLoop => match self.erofs_from_file() {
+                Err(ExecError::Mount(e)) if e.errno() == Errno::NOTBLK => {
+                    log::info!("this kernel cannot mount erofs from a file: using a loop device");
+                    self.erofs_from_loop()?
+                }
+                other => other?,
+            },
         };
-        let ctx = FsContext::new("erofs")?;
-        ctx.set_string("source", &source)?;
-        // A read-only superblock: else the kernel opens a loop device for writing (EACCES).
-        ctx.set_flag("ro")?;
-        let erofs = ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?;
         if let Some(at) = staging {
             self.stage(&erofs, at)?;
         }
         self.erofs = Some(erofs);
         Ok(())
+    }
+
+    fn erofs_from_file(&self) -> Result<Mount, ExecError> {
+        erofs_superblock(&proc_fd_path(self.res.image.as_fd()))
+    }
+
+    fn erofs_from_loop(&mut self) -> Result<Mount, ExecError> {
+        let dev = LoopDevice::attach(self.res.image.as_fd())?;
+        log::info!("bound {} to the image", dev.path());
+        let erofs = erofs_superblock(dev.path());
+        // Held until the end: autoclear releases the device once the mount is gone.
+        self.loopdev = Some(dev);
+        erofs
     }
 
     fn mount_composefs(&mut self, source: &str, verity: OverlayVerity) -> Result<(), ExecError> {
@@ -598,16 +602,15 @@ impl Run<'_> {
     }
 
     fn release_staging_dir(&mut self) {
-        if let Some(staging) = &self.plan.staging {
-            if let Some(pos) = self
+        if let Some(staging) = &self.plan.staging
+            && let Some(pos) = self
                 .undo
                 .iter()
                 .position(|u| matches!(u, Undo::RemoveDir(p) if p == staging))
-            {
-                self.undo.remove(pos);
-                if let Err(e) = rustix::fs::rmdir(staging) {
-                    log::warn!("could not remove {}: {e}", staging.display());
-                }
+        {
+            self.undo.remove(pos);
+            if let Err(e) = rustix::fs::rmdir(staging) {
+                log::warn!("could not remove {}: {e}", staging.display());
             }
         }
     }
@@ -632,6 +635,15 @@ impl Run<'_> {
         self.physical = None;
         self.loopdev = None;
     }
+}
+
+/// A read-only erofs superblock over `source`, as a detached mount.
+fn erofs_superblock(source: &str) -> Result<Mount, ExecError> {
+    let ctx = FsContext::new("erofs")?;
+    ctx.set_string("source", source)?;
+    // A read-only superblock: else the kernel opens a loop device for writing (EACCES).
+    ctx.set_flag("ro")?;
+    Ok(ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?)
 }
 
 /// A second fd naming the same mount (the composefs overlay serves both as the root and as
@@ -692,14 +704,14 @@ fn hint(e: ExecError, check: &'static str) -> ExecError {
 }
 
 /// Reads a file with `pread` from offset 0, leaving the fd's position alone.
-struct PositionedReader {
-    fd: OwnedFd,
+struct PositionedReader<'a> {
+    fd: BorrowedFd<'a>,
     offset: u64,
 }
 
-impl std::io::Read for PositionedReader {
+impl std::io::Read for PositionedReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = rustix::io::pread(&self.fd, buf, self.offset)?;
+        let n = rustix::io::pread(self.fd, buf, self.offset)?;
         self.offset += n as u64;
         Ok(n)
     }

@@ -2,23 +2,23 @@
 //!
 //! Each probe asks the kernel the question directly and cheaply (an fsconfig key it may
 //! reject, two tiny tmpfs mounts that are never attached), so one binary serves every kernel
-//! from 6.6 on and picks the best mount path for it. Test-only overrides force each path so
+//! from 6.6 on and picks the best mount path for it. Whether erofs mounts a regular file
+//! (6.12) is not probed with a throw-away superblock: the erofs step asks with the real
+//! image and binds a loop device only when the kernel answers ENOTBLK. Test-only overrides force each path so
 //! the host tests can cover all of them on one kernel.
 
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::MountAttrFlags;
 
-use crate::mount::{FsContext, proc_fd_path};
+use crate::mount::FsContext;
 
 /// Kernel capabilities that decide the mount path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelFeatures {
-    /// erofs mounts a regular file directly (6.12; else a loop device is needed).
-    pub file_backed_erofs: bool,
     /// overlayfs knows `verity=` (6.6), and so data-only lower layers (6.5).
     pub overlay_verity: bool,
     /// overlayfs takes `lowerdir+` / `datadir+` one layer at a time (6.7).
@@ -32,7 +32,6 @@ pub struct KernelFeatures {
 impl KernelFeatures {
     /// Every feature present (a current kernel), for tests and dry runs.
     pub const ALL: KernelFeatures = KernelFeatures {
-        file_backed_erofs: true,
         overlay_verity: true,
         lowerdir_plus: true,
         fd_layers: true,
@@ -45,8 +44,7 @@ impl fmt::Display for KernelFeatures {
         let yn = |b: bool| if b { "yes" } else { "no" };
         write!(
             f,
-            "file-backed erofs {}, overlay verity {}, lowerdir+ {}, fd layers {}, detached trees {}",
-            yn(self.file_backed_erofs),
+            "overlay verity {}, lowerdir+ {}, fd layers {}, detached trees {}",
             yn(self.overlay_verity),
             yn(self.lowerdir_plus),
             yn(self.fd_layers),
@@ -94,7 +92,10 @@ impl Assembly {
 /// Where the erofs superblock reads the image from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErofsBacking {
-    /// The image file itself (6.12+).
+    /// The image file itself, or a loop device when the kernel refuses a file (ENOTBLK:
+    /// before 6.12). The default.
+    FileOrLoop,
+    /// The image file itself (6.12+), no fallback (`--force-erofs file`).
     File,
     /// A read-only, autoclear loop device over the image.
     Loop,
@@ -104,6 +105,7 @@ impl ErofsBacking {
     /// Name used in logs and by `--force-erofs`.
     pub fn name(self) -> &'static str {
         match self {
+            ErofsBacking::FileOrLoop => "file-or-loop",
             ErofsBacking::File => "file",
             ErofsBacking::Loop => "loop",
         }
@@ -130,11 +132,15 @@ pub struct MountStrategy {
 
 impl fmt::Display for MountStrategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let erofs = match self.erofs {
+            ErofsBacking::FileOrLoop => "file-backed erofs (loop device fallback)",
+            ErofsBacking::File => "file-backed erofs",
+            ErofsBacking::Loop => "loop-backed erofs",
+        };
         write!(
             f,
-            "{} assembly, {}-backed erofs, layers as {}",
+            "{} assembly, {erofs}, layers as {}",
             self.assembly.name(),
-            self.erofs.name(),
             if self.fd_layers { "fds" } else { "paths" }
         )
     }
@@ -174,11 +180,7 @@ impl KernelFeatures {
             } else {
                 Assembly::StringLowerdir
             });
-        let erofs = overrides.erofs.unwrap_or(if self.file_backed_erofs {
-            ErofsBacking::File
-        } else {
-            ErofsBacking::Loop
-        });
+        let erofs = overrides.erofs.unwrap_or(ErofsBacking::FileOrLoop);
         let fd_layers = match assembly {
             Assembly::Detached => true,
             Assembly::AttachFirst => self.fd_layers,
@@ -192,38 +194,24 @@ impl KernelFeatures {
     }
 }
 
-/// Probes the running kernel. `image` is the image to mount: file-backed erofs is probed
-/// on it (a superblock is created and dropped, nothing is mounted), unless overridden.
-/// Fails only without the privilege to ask.
-pub fn probe(
-    image: Option<BorrowedFd<'_>>,
-    overrides: Overrides,
-) -> std::io::Result<KernelFeatures> {
-    // fsopen needs CAP_SYS_ADMIN; without it every probe would read as "absent".
-    if let Err(e) = FsContext::new("tmpfs") {
-        if e.errno() == Errno::PERM {
-            return Err(std::io::Error::from(Errno::PERM));
-        }
-    }
-    let (overlay_verity, lowerdir_plus, fd_layers) = probe_overlay();
-    let detached_trees = probe_detached_trees();
-    let file_backed_erofs = match (overrides.erofs, image) {
-        (Some(b), _) => b == ErofsBacking::File,
-        (None, Some(fd)) => probe_file_backed_erofs(fd),
-        (None, None) => false,
-    };
+/// Probes the running kernel. Fails only without the privilege to ask.
+pub fn probe() -> std::io::Result<KernelFeatures> {
+    let (overlay_verity, lowerdir_plus, fd_layers) = probe_overlay()?;
     Ok(KernelFeatures {
-        file_backed_erofs,
         overlay_verity,
         lowerdir_plus,
         fd_layers,
-        detached_trees,
+        detached_trees: probe_detached_trees(),
     })
 }
 
-fn probe_overlay() -> (bool, bool, bool) {
-    let Ok(ctx) = FsContext::new("overlay") else {
-        return (false, false, false);
+/// (verity=, lowerdir+, fd layers). Fails only when fsopen is not permitted at all
+/// (no CAP_SYS_ADMIN): then every other probe would read as "absent".
+fn probe_overlay() -> std::io::Result<(bool, bool, bool)> {
+    let ctx = match FsContext::new("overlay") {
+        Ok(ctx) => ctx,
+        Err(e) if e.errno() == Errno::PERM => return Err(std::io::Error::from(Errno::PERM)),
+        Err(_) => return Ok((false, false, false)),
     };
     let verity = ctx.set_string("verity", "off").is_ok();
     let plus = ctx.set_string("lowerdir+", "/").is_ok();
@@ -235,33 +223,14 @@ fn probe_overlay() -> (bool, bool, bool) {
         )
         .map(|root| ctx.set_fd("lowerdir+", root.as_fd(), "/").is_ok())
         .unwrap_or(false);
-    (verity, plus, fds)
+    Ok((verity, plus, fds))
 }
 
 fn probe_detached_trees() -> bool {
-    let tmpfs = || {
-        FsContext::new("tmpfs").and_then(|ctx| {
-            ctx.set_string("size", "4k")?;
-            ctx.mount(MountAttrFlags::empty())
-        })
-    };
+    let tmpfs = || FsContext::new("tmpfs").and_then(|ctx| ctx.mount(MountAttrFlags::empty()));
     match (tmpfs(), tmpfs()) {
         (Ok(base), Ok(top)) => top.attach(base.as_fd(), "", "a detached tmpfs").is_ok(),
         _ => false,
-    }
-}
-
-fn probe_file_backed_erofs(image: BorrowedFd<'_>) -> bool {
-    let Ok(ctx) = FsContext::new("erofs") else {
-        return false;
-    };
-    if ctx.set_string("source", &proc_fd_path(image)).is_err() {
-        return false;
-    }
-    // Without file-backed mounts the kernel looks for a block device: ENOTBLK.
-    match ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY) {
-        Ok(_) => true,
-        Err(e) => e.errno() != Errno::NOTBLK,
     }
 }
 
@@ -280,14 +249,14 @@ mod tests {
         let s = KernelFeatures::ALL.strategy(Overrides::default()).unwrap();
         assert_eq!(
             (s.assembly, s.erofs, s.fd_layers),
-            (Assembly::Detached, ErofsBacking::File, true)
+            (Assembly::Detached, ErofsBacking::FileOrLoop, true)
         );
         // 6.13 and 6.14: fds, but no detached trees.
         let s = without(|k| k.detached_trees = false)
             .strategy(Overrides::default())
             .unwrap();
         assert_eq!((s.assembly, s.fd_layers), (Assembly::AttachFirst, true));
-        // 6.12: lowerdir+ as paths, file-backed erofs.
+        // 6.12: lowerdir+ as paths; erofs from the file, a loop device only if refused.
         let k612 = without(|k| {
             k.detached_trees = false;
             k.fd_layers = false;
@@ -295,20 +264,16 @@ mod tests {
         let s = k612.strategy(Overrides::default()).unwrap();
         assert_eq!(
             (s.assembly, s.erofs, s.fd_layers),
-            (Assembly::AttachFirst, ErofsBacking::File, false)
+            (Assembly::AttachFirst, ErofsBacking::FileOrLoop, false)
         );
-        // 6.6: the legacy string and a loop device.
+        // 6.6: the legacy string.
         let k66 = without(|k| {
             k.detached_trees = false;
             k.fd_layers = false;
             k.lowerdir_plus = false;
-            k.file_backed_erofs = false;
         });
         let s = k66.strategy(Overrides::default()).unwrap();
-        assert_eq!(
-            (s.assembly, s.erofs),
-            (Assembly::StringLowerdir, ErofsBacking::Loop)
-        );
+        assert_eq!(s.assembly, Assembly::StringLowerdir);
         assert_eq!(
             without(|k| k.overlay_verity = false).strategy(Overrides::default()),
             Err(FeatureError::NoDataOnlyLayers)

@@ -178,15 +178,18 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
             repo.path().display()
         ),
     }
-    let (index, image, skipped) =
-        match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| repo.open_image(d)) {
-            Ok(found) => found,
-            Err(Ok(mut skipped)) => {
-                skipped.extend(malformed());
-                return Err(RunError::NoUsableImage(skipped));
-            }
-            Err(Err(e)) => return Err(RunError::Refused(e)),
-        };
+    let plan::Chosen {
+        index,
+        found: image,
+        skipped,
+    } = match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| repo.open_image(d)) {
+        Ok(chosen) => chosen,
+        Err(plan::ChooseError::NoneUsable(mut skipped)) => {
+            skipped.extend(malformed());
+            return Err(RunError::NoUsableImage(skipped));
+        }
+        Err(plan::ChooseError::Refused(e)) => return Err(RunError::Refused(e)),
+    };
     for (arg, why) in &skipped {
         ::log::info!("skipping {arg}: {why}");
     }
@@ -199,7 +202,7 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         if selector.insecure { ", insecure" } else { "" }
     );
 
-    let features = match features::probe(Some(image.as_fd()), opts.overrides) {
+    let features = match features::probe() {
         Ok(f) => f,
         Err(e) if opts.dry_run => {
             ::log::warn!("cannot probe the kernel ({e}); the plan assumes a current kernel");

@@ -1,11 +1,18 @@
 //! `cfs-setup-root`: argument parsing and exit codes only; the work is in the library.
+//!
+//! `#![no_main]`: the C `main` below replaces std's runtime start-up, which only adds a
+//! main-thread stack-guard probe (glibc's `pthread_getattr_np`, which drags `sscanf`, `strtod`
+//! and their locale code into a static binary: about 80 KiB we do not need). Arguments still
+//! come from `std::env::args` (glibc hands them to std through `.init_array`).
+
+#![cfg_attr(not(test), no_main)]
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use cfs_setup_root::features::{Assembly, ErofsBacking, Overrides};
 use cfs_setup_root::{Options, Outcome, exit, run};
 
+#[cfg_attr(test, allow(dead_code))]
 const USAGE: &str = "\
 usage: cfs-setup-root [--sysroot DIR] [--config FILE] [--cmdline STRING] [--dry-run]
                       [--help] [--version]
@@ -87,32 +94,71 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     Ok(Parsed::Run(opts))
 }
 
-fn main() -> ExitCode {
+/// The process entry point, called by the C library's start-up code.
+// SAFETY: `main` is the symbol `__libc_start_main` calls; nothing else in the program defines
+// it (std's own `main` is not generated under `#![no_main]`), and the signature is the C one.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    // SAFETY: the C runtime passes `argc` pointers to NUL-terminated strings in `argv`, valid
+    // for the whole run. (Read here, not through std::env::args: that relies on glibc handing
+    // them to std from `.init_array`, which other C libraries do not do.)
+    let args = unsafe { c_args(argc, argv) };
+    let code = real_main(args);
+    // std's runtime would flush stdout at exit; without it, flush here.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(i32::from(code))
+}
+
+/// The arguments after the program name, as strings (invalid UTF-8 is replaced; the
+/// paths given here are plain ASCII in every initramfs we know).
+///
+/// # Safety
+/// `argv` must hold `argc` valid pointers to NUL-terminated strings.
+#[cfg(not(test))]
+unsafe fn c_args(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> Vec<String> {
+    let count = usize::try_from(argc).unwrap_or(0);
+    (1..count)
+        .filter_map(|i| {
+            // SAFETY: i < argc, so `argv.add(i)` is inside the array and points to a valid C
+            // string (the caller's contract); null entries are skipped.
+            let ptr = unsafe { *argv.add(i) };
+            (!ptr.is_null()).then(|| {
+                unsafe { std::ffi::CStr::from_ptr(ptr) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .collect()
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn real_main(args: Vec<String>) -> u8 {
     cfs_setup_root::log::init();
-    let opts = match parse_args(std::env::args().skip(1)) {
+    let opts = match parse_args(args) {
         Ok(Parsed::Run(opts)) => opts,
         Ok(Parsed::Help) => {
             print!("{USAGE}");
-            return ExitCode::from(exit::OK);
+            return exit::OK;
         }
         Ok(Parsed::Version) => {
             println!("cfs-setup-root {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::from(exit::OK);
+            return exit::OK;
         }
         Err(e) => {
             eprintln!("cfs-setup-root: {e}\n\n{USAGE}");
-            return ExitCode::from(exit::USAGE);
+            return exit::USAGE;
         }
     };
     match run(&opts) {
         Ok(Outcome::DryRun(plan)) => {
             print!("{plan}");
-            ExitCode::from(exit::OK)
+            exit::OK
         }
-        Ok(Outcome::Done(_) | Outcome::NothingToDo) => ExitCode::from(exit::OK),
+        Ok(Outcome::Done(_) | Outcome::NothingToDo) => exit::OK,
         Err(e) => {
             log::error!("error: {e}");
-            ExitCode::from(e.exit_code())
+            e.exit_code()
         }
     }
 }

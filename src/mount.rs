@@ -103,10 +103,15 @@ impl FsContext {
             .map_err(|e| self.error(format!("fsconfig {} {key}=fd({what})", self.fstype), e))
     }
 
+    /// `fsconfig(FSCONFIG_CMD_CREATE)`: create the superblock (without mounting it).
+    pub fn create(&self) -> Result<(), MountError> {
+        rustix::mount::fsconfig_create(&self.fd)
+            .map_err(|e| self.error(format!("creating the {} superblock", self.fstype), e))
+    }
+
     /// `fsconfig(FSCONFIG_CMD_CREATE)` then `fsmount`: a new detached mount.
     pub fn mount(self, attrs: MountAttrFlags) -> Result<Mount, MountError> {
-        rustix::mount::fsconfig_create(&self.fd)
-            .map_err(|e| self.error(format!("creating the {} superblock", self.fstype), e))?;
+        self.create()?;
         let fd = rustix::mount::fsmount(&self.fd, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
             .map_err(|e| self.error(format!("fsmount {}", self.fstype), e))?;
         Ok(Mount { fd })

@@ -311,6 +311,29 @@ impl fmt::Display for SkipReason {
     }
 }
 
+/// Selectors passed over, as written, with the reason.
+pub type Skipped = Vec<(String, SkipReason)>;
+
+/// The selector chosen and what was passed over before it.
+#[derive(Debug)]
+pub struct Chosen<T> {
+    /// Index of the chosen selector.
+    pub index: usize,
+    /// What `lookup` returned for it.
+    pub found: T,
+    /// Selectors passed over before it.
+    pub skipped: Skipped,
+}
+
+/// Why no selector was chosen.
+#[derive(Debug)]
+pub enum ChooseError<E> {
+    /// No selector names an image the repository has.
+    NoneUsable(Skipped),
+    /// The repository refused an image entry; the search stops there.
+    Refused(E),
+}
+
 /// The first selector whose image exists in a repository of its algorithm, and the
 /// selectors passed over before it. `lookup` opens an image: `Ok(None)` when absent; an
 /// error stops the search (a repository that refuses an image is not silently skipped).
@@ -318,27 +341,33 @@ pub fn choose_image<T, E>(
     selectors: &[ImageSelector],
     repository: Option<Algorithm>,
     mut lookup: impl FnMut(&Digest) -> Result<Option<T>, E>,
-) -> Result<(usize, T, Vec<(String, SkipReason)>), Result<Vec<(String, SkipReason)>, E>> {
+) -> Result<Chosen<T>, ChooseError<E>> {
     let mut skipped = Vec::new();
-    for (i, sel) in selectors.iter().enumerate() {
-        if let Some(repo_alg) = repository {
-            if sel.digest.algorithm() != repo_alg {
-                skipped.push((
-                    sel.arg.clone(),
-                    SkipReason::OtherAlgorithm {
-                        repository: repo_alg,
-                    },
-                ));
-                continue;
-            }
+    for (index, sel) in selectors.iter().enumerate() {
+        if let Some(repo_alg) = repository
+            && sel.digest.algorithm() != repo_alg
+        {
+            skipped.push((
+                sel.arg.clone(),
+                SkipReason::OtherAlgorithm {
+                    repository: repo_alg,
+                },
+            ));
+            continue;
         }
         match lookup(&sel.digest) {
-            Ok(Some(found)) => return Ok((i, found, skipped)),
+            Ok(Some(found)) => {
+                return Ok(Chosen {
+                    index,
+                    found,
+                    skipped,
+                });
+            }
             Ok(None) => skipped.push((sel.arg.clone(), SkipReason::NotInRepository)),
-            Err(e) => return Err(Err(e)),
+            Err(e) => return Err(ChooseError::Refused(e)),
         }
     }
-    Err(Ok(skipped))
+    Err(ChooseError::NoneUsable(skipped))
 }
 
 fn perm(mode: u32) -> String {
@@ -364,14 +393,16 @@ impl fmt::Display for Step {
                 };
                 write!(
                     f,
-                    "verify image {}: {} must equal {}:{expected} ({how})",
+                    "verify image {}: digest must equal {}:{expected} ({how})",
                     path.display(),
-                    "digest",
                     expected.algorithm()
                 )
             }
             Step::MountErofs { backing, staging } => {
                 let backing = match backing {
+                    ErofsBacking::FileOrLoop => {
+                        "from the image file (a read-only loop device if the kernel cannot mount files)"
+                    }
                     ErofsBacking::File => "from the image file",
                     ErofsBacking::Loop => "through a read-only loop device",
                 };
@@ -505,9 +536,9 @@ mod tests {
             |_| {},
         );
         let want = "\
-plan for /sysroot: image sha256:H, detached assembly, file-backed erofs, layers as fds
+plan for /sysroot: image sha256:H, detached assembly, file-backed erofs (loop device fallback), layers as fds
 step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (kernel fs-verity digest required)
-step 2: mount erofs read-only from the image file
+step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files)
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require
 step 4: clone the physical root /sysroot (read-only)
 step 5: mount the physical root at /sysroot/sysroot
@@ -537,9 +568,9 @@ step 11: attach the new root on /sysroot
             i.gpt_auto_root = Some((259, 3));
         });
         let want = "\
-plan for /sysroot: image sha256:H, attach-first assembly, file-backed erofs, layers as paths
+plan for /sysroot: image sha256:H, attach-first assembly, file-backed erofs (loop device fallback), layers as paths
 step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (insecure: kernel fs-verity digest, else computed in userspace)
-step 2: mount erofs read-only from the image file, staged at /run/cfs-setup-root.1/erofs
+step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
 step 4: clone the physical root /sysroot (writable)
 step 5: attach the new root on /sysroot
@@ -561,7 +592,6 @@ step 13: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
             detached_trees: false,
             fd_layers: false,
             lowerdir_plus: false,
-            file_backed_erofs: false,
             ..KernelFeatures::ALL
         };
         let config = Config {
@@ -572,9 +602,9 @@ step 13: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
             i.volatile_state = true;
         });
         let want = "\
-plan for /sysroot: image sha256:H, string-lowerdir assembly, loop-backed erofs, layers as paths
+plan for /sysroot: image sha256:H, string-lowerdir assembly, file-backed erofs (loop device fallback), layers as paths
 step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (insecure: kernel fs-verity digest if present, else unchecked (check-digest = false))
-step 2: mount erofs read-only through a read-only loop device, staged at /run/cfs-setup-root.1/erofs
+step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
 step 4: clone the physical root /sysroot (read-only)
 step 5: attach the new root on /sysroot
@@ -621,10 +651,15 @@ step 8: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
         let got = choose_image(&sels, Some(Algorithm::Sha256), |d| {
             Ok::<_, ()>((d.to_hex() == HEX).then_some("image"))
         });
-        let Ok((i, found, skipped)) = got else {
+        let Ok(Chosen {
+            index,
+            found,
+            skipped,
+        }) = got
+        else {
             panic!("{got:?}")
         };
-        assert_eq!((i, found), (2, "image"));
+        assert_eq!((index, found), (2, "image"));
         assert_eq!(
             skipped[0].1,
             SkipReason::OtherAlgorithm {
@@ -636,9 +671,9 @@ step 8: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
         let none = choose_image(&sels, Some(Algorithm::Sha256), |_| {
             Ok::<Option<()>, ()>(None)
         });
-        assert!(matches!(none, Err(Ok(ref s)) if s.len() == 3));
+        assert!(matches!(none, Err(ChooseError::NoneUsable(ref s)) if s.len() == 3));
         // A refused entry stops the search.
         let refused = choose_image(&sels, None, |_| Err::<Option<()>, _>("escapes"));
-        assert!(matches!(refused, Err(Err("escapes"))));
+        assert!(matches!(refused, Err(ChooseError::Refused("escapes"))));
     }
 }

@@ -172,8 +172,7 @@ impl Repository {
         // O_NONBLOCK: a FIFO planted in the repository must not hang the boot; it is refused
         // below as not a regular file.
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-        let fd = match rustix::fs::openat2(&self.dir, name.as_str(), flags, Mode::empty(), BENEATH)
-        {
+        let fd = match openat2_beneath(&self.dir, name.as_str(), flags, Mode::empty(), BENEATH) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => {
                 // Distinguish "no such image" from "a link to a missing object".
@@ -205,6 +204,9 @@ impl Repository {
                 kind: file_type_name(kind),
             });
         }
+        // Start reading it now, while the kernel is probed and the plan made: the digest check
+        // reads all of it, and a booted root reads most of its metadata soon after.
+        let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::WillNeed);
         Ok(Some(ImageFile {
             fd,
             path,
@@ -215,7 +217,7 @@ impl Repository {
     /// Opens `objects/` (an `O_PATH` directory fd) for the overlay's data-only layer.
     pub fn open_objects(&self) -> Result<OwnedFd, RepoError> {
         let path = self.path.join("objects");
-        rustix::fs::openat2(
+        openat2_beneath(
             &self.dir,
             "objects",
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -229,6 +231,25 @@ impl Repository {
             },
             errno => RepoError::Open { path, errno },
         })
+    }
+}
+
+/// `openat2`, retried while the kernel answers EAGAIN. With `RESOLVE_BENEATH` the kernel
+/// refuses a `..` walk (our image links hold one) when a rename or a mount happened anywhere
+/// meanwhile, and asks the caller to retry; in an initrd systemd mounts things in parallel.
+fn openat2_beneath<P: rustix::path::Arg + Copy>(
+    dir: impl AsFd,
+    path: P,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Errno> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dir.as_fd(), path, flags, mode, resolve) {
+            Err(Errno::AGAIN) if tries < 64 => tries += 1,
+            other => return other,
+        }
     }
 }
 
@@ -247,7 +268,7 @@ fn file_type_name(kind: FileType) -> &'static str {
 
 /// Reads a small file beneath `dir`, at most `limit` bytes.
 fn read_beneath(dir: BorrowedFd<'_>, name: &str, limit: usize) -> Result<String, Errno> {
-    let fd = rustix::fs::openat2(
+    let fd = openat2_beneath(
         dir,
         name,
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
@@ -323,7 +344,7 @@ pub fn open_state_dir(
     rel: &Path,
     sysroot: &Path,
 ) -> Result<OwnedFd, RepoError> {
-    rustix::fs::openat2(
+    openat2_beneath(
         sysroot_fd,
         rel,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -339,7 +360,7 @@ pub fn open_state_dir(
 /// Looks at `state/deploy/<hex>/etc` to tell which layout the deployment uses.
 pub fn etc_state(sysroot_fd: BorrowedFd<'_>, deploy: &Path) -> EtcState {
     let etc = deploy.join("etc");
-    let Ok(fd) = rustix::fs::openat2(
+    let Ok(fd) = openat2_beneath(
         sysroot_fd,
         &etc,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -382,6 +403,10 @@ pub fn create_state_dir(
     mode: u32,
     sysroot: &Path,
 ) -> Result<(), RepoError> {
+    // Every boot after the first: it is there already.
+    if open_state_dir(sysroot_fd, rel, sysroot).is_ok() {
+        return Ok(());
+    }
     let mut sofar = PathBuf::new();
     let components: Vec<_> = rel.components().collect();
     for (i, component) in components.iter().enumerate() {
@@ -401,7 +426,7 @@ pub fn create_state_dir(
                 Mode::empty(),
             )
         } else {
-            rustix::fs::openat2(
+            openat2_beneath(
                 sysroot_fd,
                 parent,
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,

@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::*;
@@ -25,142 +25,6 @@ const PATHS: &[(&str, &[&str])] = &[
         ],
     ),
 ];
-
-fn boot(
-    repo: &Repo,
-    karg: &str,
-    extra: &[&str],
-    config: Option<&str>,
-) -> (Sysroot, Namespace, Run) {
-    let sysroot = Sysroot::new(repo);
-    let ns = Namespace::new(&sysroot.path);
-    let cfg = sysroot.path.with_extension("toml");
-    fs::write(&cfg, config.unwrap_or("")).unwrap();
-    let mut args = vec![
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        karg,
-        "--config",
-        cfg.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let run = ns.run(&args);
-    (sysroot, ns, run)
-}
-
-/// Everything a user of the booted root relies on, checked through the namespace.
-fn check_root(repo: &Repo, sysroot: &Sysroot, ns: &Namespace, path_name: &str) {
-    let root = ns.path(&sysroot.path);
-    let r = |p: &str| root.join(p);
-    let ctx = |what: &str| format!("[{path_name}] {what}");
-
-    // Content: an inline file, external objects, a 300 KB file byte for byte.
-    assert_eq!(
-        fs::read(r("usr/share/doc/small")).unwrap(),
-        b"tiny",
-        "{}",
-        ctx("inline file")
-    );
-    assert_eq!(
-        fs::read_to_string(r("usr/bin/hello")).unwrap(),
-        "#!/bin/sh\necho hello from composefs\n",
-        "{}",
-        ctx("object file")
-    );
-    assert!(
-        fs::read(r("usr/lib/big.bin")).unwrap() == pattern(300_000),
-        "{}",
-        ctx("big file content")
-    );
-    // Modes and owners.
-    let m = fs::metadata(r("usr/bin/setuid")).unwrap();
-    assert_eq!(
-        m.permissions().mode() & 0o7777,
-        0o4755,
-        "{}",
-        ctx("setuid mode")
-    );
-    let m = fs::metadata(r("usr/lib/owned")).unwrap();
-    assert_eq!(
-        (m.uid(), m.gid(), m.mode() & 0o777),
-        (1234, 5678, 0o640),
-        "{}",
-        ctx("owner")
-    );
-    // Symlinks, relative and absolute, kept as links.
-    assert_eq!(
-        fs::read_link(r("usr/bin/link-to-hello")).unwrap(),
-        Path::new("hello")
-    );
-    assert_eq!(
-        fs::read_link(r("usr/lib/abs-link")).unwrap(),
-        Path::new("/usr/lib/big.bin")
-    );
-    // Hard links share an inode.
-    assert_eq!(
-        ino(&r("usr/bin/hard1")),
-        ino(&r("usr/bin/hard2")),
-        "{}",
-        ctx("hardlink")
-    );
-    assert_eq!(fs::metadata(r("usr/bin/hard1")).unwrap().nlink(), 2);
-    // Device node and FIFO.
-    let m = fs::symlink_metadata(r("usr/lib/null")).unwrap();
-    assert!(m.file_type().is_char_device(), "{}", ctx("char device"));
-    assert_eq!(
-        (rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev())),
-        (1, 3)
-    );
-    assert!(
-        fs::symlink_metadata(r("usr/lib/fifo"))
-            .unwrap()
-            .file_type()
-            .is_fifo()
-    );
-    // The kept xattr.
-    let mut buf = [0u8; 64];
-    let n = rustix::fs::getxattr(r("usr/bin/capable"), "security.capability", &mut buf)
-        .unwrap_or_else(|e| panic!("{}: {e}", ctx("security.capability")));
-    assert_eq!(&buf[..4], &[0, 0, 0, 2], "{}", ctx("capability revision"));
-    assert_eq!(n, 20);
-
-    // The mount table: composefs overlay on the sysroot, read-only, with its source.
-    let mounts = ns.mounts_under(&sysroot.path);
-    let s = sysroot.path.to_str().unwrap();
-    let top = mounts.iter().rev().find(|m| m.target == s).unwrap();
-    assert_eq!(top.fstype, "overlay");
-    let cfs = mounts
-        .iter()
-        .find(|m| m.target == s && m.source == format!("composefs:{}", repo.hex))
-        .unwrap_or_else(|| panic!("{}: no composefs overlay in {mounts:#?}", ctx("mounts")));
-    assert!(cfs.readonly(), "{}", ctx("composefs root is read-only"));
-    assert!(cfs.has_super_option("metacopy=on") && cfs.has_super_option("redirect_dir=on"));
-    // The root cannot be written.
-    let err = fs::write(r("usr/new-file"), b"x").unwrap_err();
-    assert_eq!(
-        err.raw_os_error(),
-        Some(libc_erofs()),
-        "{}",
-        ctx("write to /usr")
-    );
-
-    // The physical root at sysroot/sysroot, read-only, showing the repository.
-    let phys = mounts
-        .iter()
-        .find(|m| m.target == format!("{s}/sysroot"))
-        .unwrap();
-    assert!(phys.readonly(), "{}", ctx("physical root read-only"));
-    assert!(r("sysroot/composefs/meta.json").exists());
-    assert_eq!(
-        fs::write(r("sysroot/x"), b"x").unwrap_err().raw_os_error(),
-        Some(libc_erofs())
-    );
-}
-
-fn libc_erofs() -> i32 {
-    rustix::io::Errno::ROFS.raw_os_error()
-}
 
 /// The default /etc (overlay on state) and /var (bind of state) behave as state.
 fn check_default_state(repo: &Repo, sysroot: &Sysroot, ns: &Namespace) {
@@ -379,15 +243,9 @@ fn bootc_state_layout_is_detected() {
     fs::write(sysroot.path.join("state/os/default/var/lib/shared"), b"s").unwrap();
     std::os::unix::fs::symlink("../../os/default/var", deploy.join("var")).unwrap();
     let ns = Namespace::new(&sysroot.path);
-    let run = ns.run(&[
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        &format!("composefs=?{}", repo.hex),
-        "--config",
-        "/nonexistent/config.toml",
-    ]);
-    run.ok();
+    let karg = format!("composefs=?{}", repo.hex);
+    ns.run(&sysroot.args(&karg, &["--config", "/nonexistent/config.toml"]))
+        .ok();
     let root = ns.path(&sysroot.path);
     assert_eq!(
         fs::read_to_string(root.join("etc/hostname")).unwrap(),
@@ -416,13 +274,8 @@ fn composefs_rs_layout_keeps_existing_state() {
     fs::create_dir_all(deploy.join("etc/work")).unwrap();
     fs::write(deploy.join("etc/upper/hostname"), b"changed-before\n").unwrap();
     let ns = Namespace::new(&sysroot.path);
-    ns.run(&[
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        &format!("composefs=?{}", repo.hex),
-    ])
-    .ok();
+    ns.run(&sysroot.args(&format!("composefs=?{}", repo.hex), &[]))
+        .ok();
     let root = ns.path(&sysroot.path);
     assert_eq!(
         fs::read_to_string(root.join("etc/hostname")).unwrap(),
@@ -509,12 +362,7 @@ fn no_composefs_argument_touches_nothing() {
     let sysroot = Sysroot::new(repo);
     let ns = Namespace::new(&sysroot.path);
     let before = ns.mounts();
-    let run = ns.run(&[
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        "root=/dev/vda rw quiet",
-    ]);
+    let run = ns.run(&sysroot.args("root=/dev/vda rw quiet", &[]));
     run.ok();
     assert!(run.stderr.contains("nothing to do"), "{}", run.stderr);
     assert_eq!(ns.mounts(), before);
@@ -530,13 +378,8 @@ fn dry_run_prints_the_plan_and_mounts_nothing() {
     let sysroot = Sysroot::new(repo);
     let ns = Namespace::new(&sysroot.path);
     let before = ns.mounts();
-    let run = ns.run(&[
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        &format!("composefs=?{}", repo.hex),
-        "--dry-run",
-    ]);
+    let karg = format!("composefs=?{}", repo.hex);
+    let run = ns.run(&sysroot.args(&karg, &["--dry-run"]));
     run.ok();
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(

@@ -32,14 +32,7 @@ fn failure_at_every_step_unwinds_everything() {
             let sysroot = Sysroot::new(repo);
             let cfg = sysroot.path.with_extension("toml");
             std::fs::write(&cfg, config).unwrap();
-            let mut args = vec![
-                "--sysroot",
-                sysroot.path.to_str().unwrap(),
-                "--cmdline",
-                &karg,
-                "--config",
-                cfg.to_str().unwrap(),
-            ];
+            let mut args = sysroot.args(&karg, &["--config", cfg.to_str().unwrap()]);
             args.extend_from_slice(flags);
             let ns = Namespace::new(&sysroot.path);
             let mut dry = args.clone();

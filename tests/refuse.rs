@@ -13,14 +13,7 @@ use common::*;
 fn refused(sysroot: &Sysroot, karg: &str, extra: &[&str], code: i32, needles: &[&str]) -> Run {
     let ns = Namespace::new(&sysroot.path);
     let before = ns.mounts();
-    let mut args = vec![
-        "--sysroot",
-        sysroot.path.to_str().unwrap(),
-        "--cmdline",
-        karg,
-    ];
-    args.extend_from_slice(extra);
-    let run = ns.run(&args);
+    let run = ns.run(&sysroot.args(karg, extra));
     run.fails(code, needles);
     assert_eq!(ns.mounts(), before, "mounts left behind:\n{}", run.stderr);
     let staging: Vec<_> = fs::read_dir("/run")

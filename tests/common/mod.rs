@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -34,11 +34,41 @@ pub fn cfsctl() -> PathBuf {
     if let Some(p) = std::env::var_os("CFSCTL") {
         return PathBuf::from(p);
     }
-    let cached = dirs_home().join(".cache/cfs-setup-root/tools/bin/cfsctl");
+    let cached = tools_bin().join("cfsctl");
     if cached.exists() {
         return cached;
     }
     PathBuf::from("cfsctl")
+}
+
+/// C mkcomposefs (composefs 1.0.8): `$MKCOMPOSEFS`, the cache `tests/tools/build-mkcomposefs`
+/// installs it to, or `$PATH`. There is no Debian package for it here, so a missing one is
+/// a failure that says how to get it, not a skip.
+pub fn mkcomposefs() -> PathBuf {
+    if let Some(p) = std::env::var_os("MKCOMPOSEFS") {
+        return PathBuf::from(p);
+    }
+    let cached = tools_bin().join("mkcomposefs");
+    if cached.exists() {
+        return cached;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(found) = std::env::split_paths(&path)
+        .map(|d| d.join("mkcomposefs"))
+        .find(|p| p.is_file())
+    {
+        return found;
+    }
+    panic!(
+        "mkcomposefs not found ($MKCOMPOSEFS unset, not in {} nor on $PATH): \
+         run tests/tools/build-mkcomposefs (bash tests/run does), or set MKCOMPOSEFS",
+        cached.display()
+    );
+}
+
+/// Where the test command installs its tools.
+fn tools_bin() -> PathBuf {
+    dirs_home().join(".cache/cfs-setup-root/tools/bin")
 }
 
 fn dirs_home() -> PathBuf {
@@ -106,26 +136,18 @@ pub fn build_tree(dir: &Path) {
     w("usr/share/doc/small", b"tiny", 0o644); // inline in the image
     w(
         "usr/bin/setuid",
-        b"pretend setuid binary, long enough to be an object file ok",
+        &object_text("pretend setuid binary"),
         0o4755,
     );
-    w(
-        "usr/lib/owned",
-        b"owned by 1234:5678 and long enough to become an object too...",
-        0o640,
-    );
+    w("usr/lib/owned", &object_text("owned by 1234:5678"), 0o640);
     std::os::unix::fs::chown(dir.join("usr/lib/owned"), Some(1234), Some(5678)).unwrap();
-    w(
-        "usr/bin/hard1",
-        b"hard-linked content, long enough to be stored as an object file",
-        0o755,
-    );
+    w("usr/bin/hard1", &object_text("hard-linked content"), 0o755);
     fs::hard_link(dir.join("usr/bin/hard1"), dir.join("usr/bin/hard2")).unwrap();
     symlink("hello", dir.join("usr/bin/link-to-hello")).unwrap();
     symlink("/usr/lib/big.bin", dir.join("usr/lib/abs-link")).unwrap();
     w(
         "usr/bin/capable",
-        b"a file with a security.capability xattr, kept by cfsctl",
+        &object_text("a file with a security.capability xattr, kept by cfsctl"),
         0o755,
     );
     // VFS_CAP_REVISION_2, cap_net_bind_service (bit 10) permitted.
@@ -144,6 +166,16 @@ pub fn build_tree(dir: &Path) {
     w("etc/hostname", b"composefs-test\n", 0o644);
     w("etc/app.conf", b"setting = from-image\n", 0o644);
     w("var/lib/app/state", b"image var content\n", 0o644);
+}
+
+/// `label` and a newline, padded with dots to 128 bytes: past the 64 bytes up to which both
+/// cfsctl and mkcomposefs keep a file's content inline in the image, so the file is an
+/// external object (metacopy + redirect) and its metadata checks go through overlayfs.
+pub fn object_text(label: &str) -> Vec<u8> {
+    let mut text = format!("{label}\n").into_bytes();
+    assert!(text.len() <= 128);
+    text.resize(128, b'.');
+    text
 }
 
 /// Deterministic bytes.
@@ -173,25 +205,37 @@ pub fn make_repo(algorithm: &'static str, erofs_version: &str) -> Repo {
     let base = scratch(&format!("repo-{algorithm}-v{erofs_version}"));
     let tree = base.join("tree");
     build_tree(&tree);
-    let dir = base.join("repo");
+    cfsctl_repo(&tree, &base.join("repo"), algorithm, erofs_version, &[])
+}
+
+/// Makes a repository at `dir` with cfsctl holding one image of `tree`
+/// (`cfsctl create-image CREATE_FLAGS TREE`).
+pub fn cfsctl_repo(
+    tree: &Path,
+    dir: &Path,
+    algorithm: &'static str,
+    erofs_version: &str,
+    create_flags: &[&str],
+) -> Repo {
     sh(Command::new(cfsctl())
         .args(["init", "--insecure", "--algorithm"])
         .arg(format!("fsverity-{algorithm}-12"))
         .arg("--erofs-version")
         .arg(erofs_version)
-        .arg(&dir));
+        .arg(dir));
     let out = sh(Command::new(cfsctl())
         .arg("--repo")
-        .arg(&dir)
+        .arg(dir)
         .arg("create-image")
-        .arg(&tree));
+        .args(create_flags)
+        .arg(tree));
     let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let hex = printed
         .strip_prefix(&format!("{algorithm}:"))
         .unwrap_or_else(|| panic!("unexpected create-image output {printed:?}"))
         .to_string();
     Repo {
-        dir,
+        dir: dir.to_path_buf(),
         algorithm,
         hex,
     }
@@ -236,6 +280,13 @@ impl Sysroot {
         object
     }
 
+    /// The binary's arguments for this sysroot: `--sysroot`, `--cmdline karg`, then `extra`.
+    pub fn args<'a>(&'a self, karg: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["--sysroot", self.path.to_str().unwrap(), "--cmdline", karg];
+        args.extend_from_slice(extra);
+        args
+    }
+
     /// `state/deploy/<hex>`.
     pub fn deploy(&self, hex: &str) -> PathBuf {
         self.path.join("state/deploy").join(hex)
@@ -259,10 +310,10 @@ impl Namespace {
         let ns = Namespace { holder };
         let me = fs::read_link("/proc/self/ns/mnt").unwrap();
         for _ in 0..500 {
-            if let Ok(theirs) = fs::read_link(format!("/proc/{}/ns/mnt", ns.pid())) {
-                if theirs != me {
-                    break;
-                }
+            if let Ok(theirs) = fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
+                && theirs != me
+            {
+                break;
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
@@ -441,6 +492,177 @@ impl Run {
     }
 }
 
+/// Sets up a sysroot holding `repo`, and runs the binary on it in a new namespace with the
+/// kernel command line `karg`, `extra` flags and `config` (empty when `None`).
+pub fn boot(
+    repo: &Repo,
+    karg: &str,
+    extra: &[&str],
+    config: Option<&str>,
+) -> (Sysroot, Namespace, Run) {
+    let sysroot = Sysroot::new(repo);
+    let ns = Namespace::new(&sysroot.path);
+    let cfg = sysroot.path.with_extension("toml");
+    fs::write(&cfg, config.unwrap_or("")).unwrap();
+    let mut args = sysroot.args(karg, &["--config", cfg.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let run = ns.run(&args);
+    (sysroot, ns, run)
+}
+
+/// How the tree's hard links (`usr/bin/hard1`, `usr/bin/hard2`) are in an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HardLinks {
+    /// One inode with two names (cfsctl; mkcomposefs from a dump file).
+    Kept,
+    /// Two inodes of one link each, both redirected to the same object (mkcomposefs 1.0.8
+    /// reading a directory: `lcfs_build` does not look at inode numbers).
+    Split,
+}
+
+/// Everything a user of the booted root relies on, checked through the namespace.
+pub fn check_root(repo: &Repo, sysroot: &Sysroot, ns: &Namespace, path_name: &str) {
+    check_root_with(repo, sysroot, ns, path_name, HardLinks::Kept);
+}
+
+/// [`check_root`] for an image whose hard links are as `hard_links` says.
+pub fn check_root_with(
+    repo: &Repo,
+    sysroot: &Sysroot,
+    ns: &Namespace,
+    path_name: &str,
+    hard_links: HardLinks,
+) {
+    let root = ns.path(&sysroot.path);
+    let r = |p: &str| root.join(p);
+    let ctx = |what: &str| format!("[{path_name}] {what}");
+
+    // Content: inline files, external objects, a 300 KB file byte for byte.
+    assert_eq!(
+        fs::read(r("usr/share/doc/small")).unwrap(),
+        b"tiny",
+        "{}",
+        ctx("inline file")
+    );
+    assert_eq!(
+        fs::read_to_string(r("usr/bin/hello")).unwrap(),
+        "#!/bin/sh\necho hello from composefs\n",
+        "{}",
+        ctx("inline script")
+    );
+    assert_eq!(
+        fs::read(r("usr/bin/hard2")).unwrap(),
+        object_text("hard-linked content"),
+        "{}",
+        ctx("object file, through its second link")
+    );
+    assert!(
+        fs::read(r("usr/lib/big.bin")).unwrap() == pattern(300_000),
+        "{}",
+        ctx("big file content")
+    );
+    // Modes and owners.
+    let m = fs::metadata(r("usr/bin/setuid")).unwrap();
+    assert_eq!(
+        m.permissions().mode() & 0o7777,
+        0o4755,
+        "{}",
+        ctx("setuid mode")
+    );
+    let m = fs::metadata(r("usr/lib/owned")).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o777),
+        (1234, 5678, 0o640),
+        "{}",
+        ctx("owner")
+    );
+    // Symlinks, relative and absolute, kept as links.
+    assert_eq!(
+        fs::read_link(r("usr/bin/link-to-hello")).unwrap(),
+        Path::new("hello")
+    );
+    assert_eq!(
+        fs::read_link(r("usr/lib/abs-link")).unwrap(),
+        Path::new("/usr/lib/big.bin")
+    );
+    // Hard links share an inode (or, split, are two files of the same content).
+    let (ino1, ino2) = (ino(&r("usr/bin/hard1")), ino(&r("usr/bin/hard2")));
+    let nlink = fs::metadata(r("usr/bin/hard1")).unwrap().nlink();
+    match hard_links {
+        HardLinks::Kept => {
+            assert_eq!(ino1, ino2, "{}", ctx("hardlink"));
+            assert_eq!(nlink, 2, "{}", ctx("hardlink count"));
+        }
+        HardLinks::Split => {
+            assert_ne!(ino1, ino2, "{}", ctx("split hardlink"));
+            assert_eq!(nlink, 1, "{}", ctx("split hardlink count"));
+            assert_eq!(
+                fs::read(r("usr/bin/hard1")).unwrap(),
+                fs::read(r("usr/bin/hard2")).unwrap(),
+                "{}",
+                ctx("split hardlink content")
+            );
+        }
+    }
+    // Device node and FIFO.
+    let m = fs::symlink_metadata(r("usr/lib/null")).unwrap();
+    assert!(m.file_type().is_char_device(), "{}", ctx("char device"));
+    assert_eq!(
+        (rustix::fs::major(m.rdev()), rustix::fs::minor(m.rdev())),
+        (1, 3)
+    );
+    assert!(
+        fs::symlink_metadata(r("usr/lib/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    // The kept xattr.
+    let mut buf = [0u8; 64];
+    let n = rustix::fs::getxattr(r("usr/bin/capable"), "security.capability", &mut buf)
+        .unwrap_or_else(|e| panic!("{}: {e}", ctx("security.capability")));
+    assert_eq!(&buf[..4], &[0, 0, 0, 2], "{}", ctx("capability revision"));
+    assert_eq!(n, 20);
+
+    // The mount table: composefs overlay on the sysroot, read-only, with its source.
+    let mounts = ns.mounts_under(&sysroot.path);
+    let s = sysroot.path.to_str().unwrap();
+    let top = mounts.iter().rev().find(|m| m.target == s).unwrap();
+    assert_eq!(top.fstype, "overlay");
+    let cfs = mounts
+        .iter()
+        .find(|m| m.target == s && m.source == format!("composefs:{}", repo.hex))
+        .unwrap_or_else(|| panic!("{}: no composefs overlay in {mounts:#?}", ctx("mounts")));
+    assert!(cfs.readonly(), "{}", ctx("composefs root is read-only"));
+    assert!(cfs.has_super_option("metacopy=on") && cfs.has_super_option("redirect_dir=on"));
+    // The root cannot be written.
+    let err = fs::write(r("usr/new-file"), b"x").unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc_erofs()),
+        "{}",
+        ctx("write to /usr")
+    );
+
+    // The physical root at sysroot/sysroot, read-only, showing the repository.
+    let phys = mounts
+        .iter()
+        .find(|m| m.target == format!("{s}/sysroot"))
+        .unwrap();
+    assert!(phys.readonly(), "{}", ctx("physical root read-only"));
+    // (`images/`, not `meta.json`: C mkcomposefs' layout has none.)
+    assert!(r("sysroot/composefs/images").is_dir());
+    assert_eq!(
+        fs::write(r("sysroot/x"), b"x").unwrap_err().raw_os_error(),
+        Some(libc_erofs())
+    );
+}
+
+/// EROFS, the errno of a write to a read-only mount.
+pub fn libc_erofs() -> i32 {
+    rustix::io::Errno::ROFS.raw_os_error()
+}
+
 /// Loop devices currently bound to `file` (by its backing-file name).
 pub fn loops_backing(file: &Path) -> Vec<String> {
     let want = fs::canonicalize(file).unwrap_or(file.to_path_buf());
@@ -451,10 +673,10 @@ pub fn loops_backing(file: &Path) -> Vec<String> {
             if !name.starts_with("loop") {
                 continue;
             }
-            if let Ok(b) = fs::read_to_string(e.path().join("loop/backing_file")) {
-                if Path::new(b.trim()) == want {
-                    found.push(name);
-                }
+            if let Ok(b) = fs::read_to_string(e.path().join("loop/backing_file"))
+                && Path::new(b.trim()) == want
+            {
+                found.push(name);
             }
         }
     }
