@@ -1,0 +1,340 @@
+# Fast-tier boots, sourced by /init with cfstest.mode=case. cfstest.boot=
+# names the boot; each boot checks one or more cases and prints a verdict
+# line per case. The physical root (cfstest.disk=, default vda) is mounted
+# read-write at /sysroot first, as a real initramfs would.
+
+boot=$(karg cfstest.boot)
+disk=$(karg cfstest.disk)
+disk=/dev/${disk:-vda}
+TOOL=/usr/bin/cfs-setup-root
+CONF=/usr/lib/composefs/setup-root-conf.toml
+
+# --- verdicts -----------------------------------------------------------
+# Failures accumulate per case; verdict prints PASS or FAIL with them.
+failures=""
+bad() { failures="$failures; $*"; }
+# verdict CASE [keep]: "keep" carries the failures on to the next verdict,
+# for checks that prove two cases at once.
+verdict() {
+	if [ -z "$failures" ]; then
+		echo "CFSTEST-RESULT: PASS $1"
+	else
+		echo "CFSTEST-RESULT: FAIL $1: ${failures#; }"
+	fi
+	[ "${2:-}" = keep ] || failures=""
+}
+
+# fatal CASE...: the run already failed; every case of the boot fails with
+# the same reason and the boot ends here.
+fatal() {
+	local f=$failures c
+	for c in "$@"; do
+		failures=$f
+		verdict "$c"
+	done
+	finish
+}
+
+# --- mounts -------------------------------------------------------------
+# top_mount MP: "fstype source mountopts superopts" of the top mount at MP.
+top_mount() {
+	awk -v mp="$1" '{ for (i = 7; $i != "-"; i++); if ($5 == mp) l = $(i+1) " " $(i+2) " " $6 " " $(i+3) }
+		END { if (l == "") exit 1; print l }' /proc/self/mountinfo
+}
+# A mount table reduced to what must not change across a refused run.
+mount_table() { awk '{ for (i = 7; $i != "-"; i++); print $5, $(i+1), $(i+2), $6 }' /proc/self/mountinfo; }
+loop_table() {
+	for f in /sys/block/loop*/loop/backing_file; do
+		[ -f "$f" ] && echo "$f: $(cat "$f")"
+	done
+}
+snapshot() { { mount_table; loop_table; } >"/tmp/snap.$1"; }
+# nothing_left: the mount and loop tables equal the "before" snapshot.
+nothing_left() {
+	snapshot after
+	if ! cmp -s /tmp/snap.before /tmp/snap.after; then
+		bad "left behind: $(diff /tmp/snap.before /tmp/snap.after | grep '^[+-][^+-]' | tr '\n' ' ')"
+	fi
+}
+
+# expect_mount MP FSTYPE SOURCE-PATTERN: check the top mount at MP.
+expect_mount() {
+	set -- "$1" "$2" "$3" $(top_mount "$1" || echo none none none none)
+	[ "$4" = "$2" ] || bad "$1 is $4, expected $2"
+	case $5 in $3) ;; *) bad "$1 source is $5, expected $3" ;; esac
+	MOUNT_OPTS=$6
+	SUPER_OPTS=$7
+}
+has_opt() { case ",$1," in *",$2,"*) return 0 ;; esac; return 1; }
+
+# --- running the tool ---------------------------------------------------
+# run_tool ARG...: run cfs-setup-root, keep its exit code in RC and the lines
+# it logged to the kernel log in /tmp/log (also echoed for the console log).
+run_tool() {
+	dmesg -c >/dev/null
+	"$TOOL" "$@" >/tmp/out 2>&1
+	RC=$?
+	dmesg | grep 'cfs-setup-root' | sed 's/^\[[^]]*\] //' >/tmp/log
+	cat /tmp/out >>/tmp/log
+	echo "CFSTEST: cfs-setup-root $* -> exit $RC"
+	sed 's/^/CFSTEST:   /' /tmp/log
+}
+# expect_rc CODE: a wrong exit code fails the case with the tool's last line
+# and returns non-zero, so a case can skip checks that would only cascade.
+expect_rc() {
+	[ "$RC" = "$1" ] && return 0
+	bad "exit code $RC, expected $1 ($(grep -v '^$' /tmp/log | tail -n1))"
+	return 1
+}
+expect_error_line() { grep -q 'cfs-setup-root: error:' /tmp/log || bad "no 'cfs-setup-root: error:' line"; }
+
+# readback ROOT: every file of the MANIFEST reads back with its content.
+readback() {
+	(cd "$1" && sha256sum -c -s usr/share/cfstest/MANIFEST) || bad "MANIFEST does not verify under $1"
+}
+
+# A secure mount: overlay composefs:DIGEST, read-only, verity=require.
+expect_composefs_root() {
+	expect_mount /sysroot overlay "composefs:$1"
+	has_opt "$MOUNT_OPTS" ro || bad "/sysroot not read-only ($MOUNT_OPTS)"
+	if [ "${2:-secure}" = secure ]; then
+		has_opt "$SUPER_OPTS" verity=require || bad "overlay lacks verity=require ($SUPER_OPTS)"
+	else
+		case ",$SUPER_OPTS," in *,verity=*) bad "insecure overlay has $SUPER_OPTS" ;; esac
+	fi
+	has_opt "$SUPER_OPTS" metacopy=on || bad "overlay lacks metacopy=on ($SUPER_OPTS)"
+}
+
+# The physical root at /sysroot/sysroot, /etc and /var from the state dir.
+expect_state_mounts() {
+	local d=$1 state=/sysroot/sysroot/state/deploy/$1
+	expect_mount /sysroot/sysroot ext4 "$disk"
+	has_opt "$MOUNT_OPTS" ro || bad "/sysroot/sysroot not read-only ($MOUNT_OPTS)"
+	expect_mount /sysroot/etc overlay '*'
+	echo probe >/sysroot/etc/cfstest-probe || bad "/etc not writable"
+	[ -f "$state/etc/upper/cfstest-probe" ] || bad "/etc write not in state etc/upper"
+	[ -f /sysroot/etc/cfstest/base.conf ] || bad "/etc does not show the image's files"
+	expect_mount /sysroot/var ext4 "$disk"
+	echo probe >/sysroot/var/cfstest-probe || bad "/var not writable"
+	[ -f "$state/var/cfstest-probe" ] || bad "/var write not in state var"
+}
+
+# object_of DIGEST: the object path for a file digest in the repository.
+object_of() { echo "/sysroot/composefs/objects/$(echo "$1" | cut -c1-2)/$(echo "$1" | cut -c3-)"; }
+
+# --- the physical root --------------------------------------------------
+mount -t ext4 "$disk" /sysroot || echo "CFSTEST-RESULT: FAIL $boot: cannot mount $disk"
+. /sysroot/cfstest/digests.env
+[ -n "${DIGEST_A:-}${DIGEST_C:-}" ] || echo "CFSTEST: no digests on $disk"
+mkdir -p /usr/lib/composefs
+snapshot before
+
+# --- the boots ----------------------------------------------------------
+case $boot in
+secure)
+	# composefs=<hex>, secure: the default path for this kernel.
+	[ -e "/sysroot/state/deploy/$DIGEST_A" ] && bad "state existed before the run"
+	run_tool
+	expect_rc 0 || fatal secure-boot verity-require attach-first kmsg-complete switch-root
+	expect_composefs_root "$DIGEST_A"
+	expect_state_mounts "$DIGEST_A"
+	readback /sysroot
+	fsverity measure "$(readlink -f "/sysroot/sysroot/composefs/images/$DIGEST_A")" |
+		grep -q "sha256:$DIGEST_A" || bad "image object does not measure as $DIGEST_A"
+	verdict secure-boot
+	expect_mount /sysroot overlay "composefs:$DIGEST_A"
+	has_opt "$SUPER_OPTS" verity=require || bad "overlay lacks verity=require ($SUPER_OPTS)"
+	grep -q 'step .*mount overlay .*verity=require' /tmp/log || bad "the plan did not ask for verity=require"
+	verdict verity-require
+	# 6.12: no detached trees (6.15) nor fd layers (6.13), file-backed erofs.
+	grep -q 'attach-first assembly, file-backed erofs' /tmp/log ||
+		bad "the plan did not choose attach-first with file-backed erofs"
+	verdict attach-first
+	# Every line reaches the kernel log: /dev/kmsg drops a writer's lines
+	# past a burst of 10 unless printk.devkmsg=on, which no one sets.
+	grep -q 'output lines suppressed due to ratelimiting' /tmp/log &&
+		bad "kernel log dropped lines: $(grep -o '[0-9]* output lines suppressed' /tmp/log)"
+	grep -q 'cfs-setup-root\[[0-9]*\]: done' /tmp/log || bad "no 'done' line in the kernel log"
+	verdict kmsg-complete
+	# Hand over to the image: its own init checks the root from inside.
+	exec switch_root /sysroot /usr/lib/cfstest/init
+	;;
+tamper)
+	# Swap two objects under an intact image before the tool runs:
+	# victim1 becomes other content with its own fs-verity, victim2 the
+	# same content without fs-verity. Both must fail to read.
+	. /sysroot/cfstest/victims.env
+	o1=$(object_of "$VICTIM1")
+	o2=$(object_of "$VICTIM2")
+	{ head -c 100 "$o1"; printf 'X'; tail -c +102 "$o1"; } >/sysroot/tmp.obj
+	fsverity enable /sysroot/tmp.obj || bad "fsverity enable failed"
+	mv /sysroot/tmp.obj "$o1"
+	cp "$o2" /sysroot/tmp.obj && mv /sysroot/tmp.obj "$o2"
+	fsverity measure "$o2" >/dev/null 2>&1 && bad "victim2 object still has verity"
+	sync
+	run_tool
+	expect_rc 0 || fatal tampered-object-eio object-without-verity-eio
+	expect_composefs_root "$DIGEST_A"
+	if out=$(cat /sysroot/tamper/victim1 2>/tmp/err | wc -c); [ -s /tmp/err ] && grep -qE 'I/O error|Input/output error' /tmp/err; then
+		[ "$out" = 0 ] || bad "victim1 returned $out bytes before failing"
+	else
+		bad "reading a swapped object did not fail with EIO ($(cat /tmp/err))"
+	fi
+	verdict tampered-object-eio
+	if cat /sysroot/tamper/victim2 >/dev/null 2>/tmp/err; then
+		bad "an object without fs-verity was read under verity=require"
+	else
+		grep -qE 'I/O error|Input/output error' /tmp/err || bad "unexpected error: $(cat /tmp/err)"
+	fi
+	cat /sysroot/tamper/control >/dev/null || bad "an untouched object does not read"
+	verdict object-without-verity-eio
+	;;
+refusals)
+	# Refused runs, batched: each is a separate run of the tool (via
+	# --cmdline), and after each the mount and loop tables must be as
+	# before. The real command line has no composefs karg.
+	run_tool
+	expect_rc 0
+	nothing_left
+	verdict no-karg
+
+	run_tool --cmdline "root=/dev/vda composefs=$(printf '%064d' 7)"
+	expect_rc 3
+	expect_error_line
+	nothing_left
+	verdict wrong-digest
+
+	# A digest whose images/ link leads to another image's object.
+	fake=$(printf 'fe%062d' 0)
+	ln -s "$(readlink "/sysroot/composefs/images/$DIGEST_A")" "/sysroot/composefs/images/$fake"
+	snapshot before
+	run_tool --cmdline "composefs=$fake"
+	expect_rc 4
+	expect_error_line
+	nothing_left
+	verdict digest-mismatch
+
+	run_tool --cmdline "composefs=$DIGEST_B"
+	expect_rc 4
+	expect_error_line
+	nothing_left
+	verdict image-without-verity-refused
+
+	# Verification passes (the file has fs-verity and the right digest)
+	# but the file is no erofs image: the mount fails and is undone.
+	head -c 65536 /dev/urandom >/sysroot/garbage.obj
+	fsverity enable /sysroot/garbage.obj
+	g=$(fsverity measure /sysroot/garbage.obj | sed 's/^sha256:\([0-9a-f]*\).*/\1/')
+	mkdir -p "$(dirname "$(object_of "$g")")"
+	mv /sysroot/garbage.obj "$(object_of "$g")"
+	ln -s "../objects/$(echo "$g" | cut -c1-2)/$(echo "$g" | cut -c3-)" "/sysroot/composefs/images/$g"
+	snapshot before
+	run_tool --cmdline "composefs=$g"
+	[ "$RC" = 3 ] || [ "$RC" = 5 ] || bad "exit code $RC, expected 3 or 5"
+	expect_error_line
+	nothing_left
+	verdict malformed-image-undone
+
+	# This kernel (6.12) cannot build the tree from detached mounts:
+	# forcing that path fails part-way, and everything must be undone.
+	run_tool --force-overlay detached --cmdline "composefs=$DIGEST_A"
+	expect_rc 5
+	expect_error_line
+	nothing_left
+	verdict forced-detached-undone
+
+	printf '[etc]\nmount = "sideways"\n' >/tmp/bad.toml
+	run_tool --config /tmp/bad.toml --cmdline "composefs=$DIGEST_A"
+	expect_rc 2
+	expect_error_line
+	nothing_left
+	verdict config-error
+	;;
+insecure)
+	# composefs=?<hex> on an image with no fs-verity anywhere.
+	run_tool
+	expect_rc 0 || fatal insecure-noverity
+	expect_composefs_root "$DIGEST_B" insecure
+	readback /sysroot
+	[ "$(cat /sysroot/usr/share/cfstest/variant)" = B ] || bad "wrong image content"
+	verdict insecure-noverity
+	;;
+sha512)
+	run_tool
+	expect_rc 0 || fatal sha512-repository
+	expect_composefs_root "$DIGEST_C"
+	expect_state_mounts "$DIGEST_C"
+	readback /sysroot
+	fsverity measure "$(readlink -f "/sysroot/sysroot/composefs/images/$DIGEST_C")" |
+		grep -q "sha512:$DIGEST_C" || bad "image object does not measure as sha512:$DIGEST_C"
+	verdict sha512-repository
+	;;
+digest-karg)
+	# composefs.digest=v1-sha256-12:<hex>
+	run_tool
+	expect_rc 0 || fatal digest-karg
+	expect_composefs_root "$DIGEST_A"
+	readback /sysroot
+	verdict digest-karg
+	;;
+transient-etc)
+	# composefs=<missing> composefs=sha256:<A>, [etc] mount = "transient"
+	printf '[etc]\nmount = "transient"\n' >"$CONF"
+	run_tool
+	expect_rc 0 || fatal first-existing-selector sha256-prefix-karg transient-etc
+	expect_composefs_root "$DIGEST_A"
+	verdict first-existing-selector keep
+	verdict sha256-prefix-karg
+	expect_mount /sysroot/etc overlay '*'
+	echo probe >/sysroot/etc/cfstest-probe || bad "/etc not writable"
+	[ -e "/sysroot/sysroot/state/deploy/$DIGEST_A/etc/upper/cfstest-probe" ] &&
+		bad "transient /etc wrote to the state directory"
+	[ -f /sysroot/etc/cfstest/base.conf ] || bad "/etc does not show the image's files"
+	verdict transient-etc
+	;;
+string-lowerdir)
+	run_tool --force-overlay string-lowerdir
+	expect_rc 0 || fatal string-lowerdir
+	grep -q 'string-lowerdir assembly' /tmp/log || bad "the plan did not use string-lowerdir"
+	expect_composefs_root "$DIGEST_A"
+	expect_state_mounts "$DIGEST_A"
+	readback /sysroot
+	verdict string-lowerdir
+	;;
+loop-erofs)
+	run_tool --force-erofs loop
+	expect_rc 0 || fatal loop-erofs
+	grep -q 'loop-backed erofs' /tmp/log || bad "the plan did not use a loop device"
+	expect_composefs_root "$DIGEST_A"
+	readback /sysroot
+	loop_table | grep -q "$(echo "$DIGEST_A" | cut -c3-)" || bad "no loop device backs the image"
+	verdict loop-erofs
+	;;
+transient-root)
+	# [root] transient: / takes writes in memory; /etc and /var stay the
+	# deployment's and visible on top (the peer hid them: bootc#2201).
+	printf '[root]\ntransient = true\n' >"$CONF"
+	run_tool
+	expect_rc 0 || fatal transient-root
+	echo probe >/sysroot/usr/cfstest-probe || bad "transient root not writable"
+	expect_state_mounts "$DIGEST_A"
+	readback /sysroot
+	verdict transient-root
+	;;
+etc-var-none)
+	printf '[etc]\nmount = "none"\n[var]\nmount = "none"\n[sysroot]\nreadonly = false\n' >"$CONF"
+	run_tool
+	expect_rc 0 || fatal etc-var-none sysroot-writable
+	expect_composefs_root "$DIGEST_A"
+	top_mount /sysroot/etc >/dev/null && bad "/etc is mounted with [etc] mount = none"
+	top_mount /sysroot/var >/dev/null && bad "/var is mounted with [var] mount = none"
+	touch /sysroot/etc/x 2>/dev/null && bad "/etc of the image is writable"
+	expect_mount /sysroot/sysroot ext4 "$disk"
+	has_opt "$MOUNT_OPTS" rw || bad "/sysroot/sysroot read-only despite readonly = false"
+	verdict etc-var-none keep
+	verdict sysroot-writable
+	;;
+*)
+	echo "CFSTEST-RESULT: FAIL $boot: unknown boot"
+	;;
+esac

@@ -1,0 +1,147 @@
+# shellcheck shell=bash
+# The fast tier: a busybox initramfs boots the trixie kernel, mounts a disk
+# holding composefs repositories at /sysroot, runs cfs-setup-root and checks
+# the result from inside (guest/case.sh).
+#
+# Initramfs pieces are separate cpio archives, concatenated at boot (the
+# kernel unpacks them in order):
+#   base.cpio    busybox, fsverity, kernel modules, /init and guest scripts
+#   cfsctl.cpio  cfsctl and its libraries (only the disk builder needs it)
+#   bin.cpio     the cfs-setup-root under test (made on every run)
+
+FAST_MODULES=(virtio_blk crc32c_generic ext4 erofs overlay loop)
+
+# Boots of the fast tier and the cases each one proves, in run order.
+FAST_BOOTS=(secure tamper refusals insecure sha512 digest-karg transient-etc
+	string-lowerdir loop-erofs transient-root etc-var-none)
+BOOT_CASES+=(
+	[secure]="secure-boot verity-require attach-first kmsg-complete switch-root"
+	[tamper]="tampered-object-eio object-without-verity-eio"
+	[refusals]="no-karg wrong-digest digest-mismatch image-without-verity-refused malformed-image-undone forced-detached-undone config-error"
+	[insecure]="insecure-noverity"
+	[sha512]="sha512-repository"
+	[digest-karg]="digest-karg"
+	[transient-etc]="first-existing-selector sha256-prefix-karg transient-etc"
+	[string-lowerdir]="string-lowerdir"
+	[loop-erofs]="loop-erofs"
+	[transient-root]="transient-root"
+	[etc-var-none]="etc-var-none sysroot-writable"
+)
+
+# fast_kargs BOOT: the composefs part of the boot's kernel command line.
+fast_kargs() {
+	local missing
+	missing=$(printf '%064d' 42)
+	case $1 in
+	secure | tamper | string-lowerdir | loop-erofs | transient-root | etc-var-none)
+		echo "composefs=$DIGEST_A" ;;
+	refusals) echo "" ;;
+	insecure) echo "composefs=?$DIGEST_B" ;;
+	sha512) echo "composefs=$DIGEST_C cfstest.disk=vdb" ;;
+	digest-karg) echo "composefs.digest=v1-sha256-12:$DIGEST_A" ;;
+	transient-etc) echo "composefs=$missing composefs=sha256:$DIGEST_A" ;;
+	*) die "no kernel command line for boot $1" ;;
+	esac
+}
+
+# cpio_of DIR OUT: a newc archive of DIR, root-owned.
+cpio_of() {
+	(cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$2"
+}
+
+# copy_with_libs BIN DESTROOT DESTPATH: a dynamic binary and the host
+# libraries it loads (bookworm's, which run fine under the guest kernel).
+copy_with_libs() {
+	local bin=$1 root=$2 dest=$3 lib
+	mkdir -p "$root$(dirname "$dest")"
+	cp -L "$bin" "$root$dest"
+	for lib in $(ldd "$bin" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }'); do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+	# The dynamic loader is looked up at its canonical path.
+	mkdir -p "$root/lib64"
+	[ -e "$root/lib64/ld-linux-x86-64.so.2" ] || cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
+}
+
+fast_base_build() {
+	local dir=$1 r=$1/root
+	mkdir -p "$r"/{bin,usr/bin,lib/cfstest,proc,sys,dev,run,tmp,sysroot,mnt}
+	cp /bin/busybox "$r/bin/busybox"
+	copy_with_libs "$(command -v fsverity)" "$r" /usr/bin/fsverity
+	kernel_install_modules "$r" "${FAST_MODULES[@]}"
+	install -m 0755 "$VM_TESTS/guest/init" "$r/init"
+	install -m 0644 "$VM_TESTS/guest/case.sh" "$VM_TESTS/guest/build.sh" "$r/lib/cfstest/"
+	cpio_of "$r" "$dir/base.cpio"
+	rm -rf "$r"
+}
+
+fast_cfsctl_build() {
+	local dir=$1 r=$1/root
+	copy_with_libs "$CFSCTL" "$r" /usr/bin/cfsctl
+	strip "$r/usr/bin/cfsctl" 2>/dev/null || true
+	cpio_of "$r" "$dir/cfsctl.cpio"
+	rm -rf "$r"
+}
+
+fast_disks_build() {
+	local dir=$1 s=$1/stage log=$1/build.log v
+	mkdir -p "$s/a/import" "$s/c/import"
+	for v in A B; do tree_make "$s/a/import/$v" "$v"; done
+	tree_make "$s/c/import/C" C
+	mkfs.ext4 -q -F -O verity -b 4096 -L cfstest-a -d "$s/a" "$dir/disk-a.img" 256M >/dev/null
+	mkfs.ext4 -q -F -O verity -b 4096 -L cfstest-c -d "$s/c" "$dir/disk-c.img" 128M >/dev/null
+	rm -rf "$s"
+	cat "$FAST_BASE/base.cpio" "$FAST_CFSCTL/cfsctl.cpio" >"$dir/builder.cpio"
+	vm_boot "$log" 300 'CFSTEST-END' 5 \
+		-kernel "$KERNEL_IMAGE" -initrd "$dir/builder.cpio" \
+		-append "console=ttyS0 panic=-1 loglevel=4 cfstest.mode=build cfstest.build=fast" \
+		-drive "file=$dir/disk-a.img,format=raw,if=virtio" \
+		-drive "file=$dir/disk-c.img,format=raw,if=virtio" || true
+	rm -f "$dir/builder.cpio"
+	say "fast disks: builder boot took ${BOOT_SECONDS}s"
+	if ! grep -qa 'CFSTEST-RESULT: PASS build-fast' "$log"; then
+		console_tail "$log" 40
+		return 1
+	fi
+	tr -d '\r' <"$log" | awk '/^CFSTEST-DIGEST / { print "DIGEST_" $2 "=" $3 }' >"$dir/digests.env"
+	grep -q DIGEST_C "$dir/digests.env"
+}
+
+# fast_pieces: the base and cfsctl archives (the full tier's disk builder
+# uses them too).
+fast_pieces() {
+	cached fast-base "$(key_of "$KERNEL_VERSION" /bin/busybox "$(command -v fsverity)" \
+		"$VM_TESTS/guest" "$VM_TESTS/lib/fast.sh" "$VM_TESTS/lib/kernel.sh")" fast_base_build
+	FAST_BASE=$CACHED
+	cached fast-cfsctl "$(key_of "$CFSCTL")" fast_cfsctl_build
+	FAST_CFSCTL=$CACHED
+}
+
+# fast_prepare: the initramfs pieces and the two disks, built or reused.
+fast_prepare() {
+	fast_pieces
+	# The disks depend on what the builder runs, not on the case scripts.
+	cached fast-disks "$(key_of "$KERNEL_VERSION" /bin/busybox "$(command -v fsverity)" \
+		"$CFSCTL" "$VM_TESTS/lib/trees.sh" "$VM_TESTS/guest/init" "$VM_TESTS/guest/build.sh" \
+		"$VM_TESTS/guest/image-init")" fast_disks_build
+	FAST_DISKS=$CACHED
+	# shellcheck disable=SC1091
+	. "$FAST_DISKS/digests.env"
+	FAST_RUN=$(mktemp -d "$VM_CACHE/run-fast.XXXXXX")
+	mkdir -p "$FAST_RUN/bin/usr/bin"
+	cp "$BIN" "$FAST_RUN/bin/usr/bin/cfs-setup-root"
+	cpio_of "$FAST_RUN/bin" "$FAST_RUN/bin.cpio"
+	cat "$FAST_BASE/base.cpio" "$FAST_RUN/bin.cpio" >"$FAST_RUN/initrd"
+}
+
+# fast_boot BOOT: boot once, report each of the boot's cases.
+fast_boot() {
+	local boot=$1 log=$LOG_DIR/fast-$1.log rc=0
+	vm_boot "$log" "${CFS_VM_FAST_TIMEOUT:-120}" 'CFSTEST-END' 5 \
+		-kernel "$KERNEL_IMAGE" -initrd "$FAST_RUN/initrd" \
+		-append "console=ttyS0 panic=-1 loglevel=4 cfstest.mode=case cfstest.boot=$boot $(fast_kargs "$boot")" \
+		-drive "file=$FAST_DISKS/disk-a.img,format=raw,if=virtio,snapshot=on" \
+		-drive "file=$FAST_DISKS/disk-c.img,format=raw,if=virtio,snapshot=on" || rc=$?
+	report_boot "fast/$boot" "$log" "$rc" ${BOOT_CASES[$boot]}
+}
