@@ -204,9 +204,6 @@ impl Repository {
                 kind: file_type_name(kind),
             });
         }
-        // Start reading it now, while the kernel is probed and the plan made: the digest check
-        // reads all of it, and a booted root reads most of its metadata soon after.
-        let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::WillNeed);
         Ok(Some(ImageFile {
             fd,
             path,
