@@ -19,13 +19,13 @@ ABLATION = {
     "floor": "floor: a static glibc Rust program that only exits (exec, libc start-up, exit)",
     "dry-run": "`--dry-run`: command line, config, repository, image, kernel probe, plan; no mounts",
     "no-kmsg": "`/dev/kmsg` bound to `/dev/null` (what logging to the kernel log costs)",
-    "no-erofs-probe": "`--force-erofs file` (no file-backed erofs probe)",
+    "no-erofs-probe": "`--force-erofs file` (erofs from the file, no loop fallback to decide)",
     "musl": "the same source linked against musl instead of glibc",
     "full": "full run (`check-digest = false`, as in the tables above)",
 }
 PIECES = {
     "probe-overlay-and-detached-trees": "kernel probe without erofs (overlay keys, two tmpfs mounts)",
-    "probe-file-backed-erofs": "file-backed erofs probe (one erofs superblock, dropped)",
+    "probe-file-backed-erofs": "one erofs superblock from the image, dropped (what the erofs step costs)",
     "open-dev-kmsg": "open `/dev/kmsg` for writing",
     "read-image-whole": "read the whole image (page cache), as the digest check does",
 }
