@@ -216,19 +216,6 @@ pub fn detach(path: &Path) -> Result<(), MountError> {
         .map_err(|e| MountError::syscall(format!("unmount {}", path.display()), e))
 }
 
-/// Makes the mount at `path` private (not recursive), so nothing we attach beneath it
-/// propagates to peers. In a systemd initrd `/` is shared.
-pub fn make_private(path: &Path) -> Result<(), MountError> {
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| MountError::syscall(format!("open {}", path.display()), e))?;
-    mount_setattr_propagation(fd.as_fd(), MS_PRIVATE)
-        .map_err(|e| MountError::syscall(format!("make {} private", path.display()), e))
-}
-
 /// `struct mount_attr` from `<linux/mount.h>` (MOUNT_ATTR_SIZE_VER0).
 #[repr(C)]
 struct MountAttr {
@@ -239,8 +226,6 @@ struct MountAttr {
 }
 static_assertions::assert_eq_size!(MountAttr, [u8; 32]);
 
-const MS_PRIVATE: u64 = 1 << 18;
-
 fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64) -> Result<(), Errno> {
     raw_mount_setattr(
         fd,
@@ -248,18 +233,6 @@ fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64) -> Result<(), Errno> 
             attr_set: set,
             attr_clr: clear,
             propagation: 0,
-            userns_fd: 0,
-        },
-    )
-}
-
-fn mount_setattr_propagation(fd: BorrowedFd<'_>, propagation: u64) -> Result<(), Errno> {
-    raw_mount_setattr(
-        fd,
-        &MountAttr {
-            attr_set: 0,
-            attr_clr: 0,
-            propagation,
             userns_fd: 0,
         },
     )

@@ -85,27 +85,36 @@ fast_cfsctl_build() {
 }
 
 fast_disks_build() {
-	local dir=$1 s=$1/stage log=$1/build.log v
+	local dir=$1 s=$1/stage v
 	mkdir -p "$s/a/import" "$s/c/import"
 	for v in A B; do tree_make "$s/a/import/$v" "$v"; done
 	tree_make "$s/c/import/C" C
 	mkfs.ext4 -q -F -O verity -b 4096 -L cfstest-a -d "$s/a" "$dir/disk-a.img" 256M >/dev/null
 	mkfs.ext4 -q -F -O verity -b 4096 -L cfstest-c -d "$s/c" "$dir/disk-c.img" 128M >/dev/null
 	rm -rf "$s"
+	builder_boot "$dir" fast 300 "$dir/disk-a.img" "$dir/disk-c.img" || return 1
+	grep -q DIGEST_C "$dir/digests.env"
+}
+
+# builder_boot DIR BUILD TIMEOUT DISK...: boots the builder guest (the base and cfsctl
+# archives) with cfstest.build=BUILD on DISK..., where it writes the repositories with real
+# fs-verity; logs to DIR/build.log and keeps the digests it reports in DIR/digests.env.
+builder_boot() {
+	local dir=$1 build=$2 timeout=$3 log=$1/build.log disk drives=()
+	shift 3
+	for disk in "$@"; do drives+=(-drive "file=$disk,format=raw,if=virtio"); done
 	cat "$FAST_BASE/base.cpio" "$FAST_CFSCTL/cfsctl.cpio" >"$dir/builder.cpio"
-	vm_boot "$log" 300 'CFSTEST-END' 5 \
+	vm_boot "$log" "$timeout" 'CFSTEST-END' 5 \
 		-kernel "$KERNEL_IMAGE" -initrd "$dir/builder.cpio" \
-		-append "console=ttyS0 panic=-1 loglevel=4 cfstest.mode=build cfstest.build=fast" \
-		-drive "file=$dir/disk-a.img,format=raw,if=virtio" \
-		-drive "file=$dir/disk-c.img,format=raw,if=virtio" || true
+		-append "console=ttyS0 panic=-1 loglevel=4 cfstest.mode=build cfstest.build=$build" \
+		"${drives[@]}" || true
 	rm -f "$dir/builder.cpio"
-	say "fast disks: builder boot took ${BOOT_SECONDS}s"
-	if ! grep -qa 'CFSTEST-RESULT: PASS build-fast' "$log"; then
+	say "$build disk: builder boot took ${BOOT_SECONDS}s"
+	if ! grep -qa "CFSTEST-RESULT: PASS build-$build" "$log"; then
 		console_tail "$log" 40
 		return 1
 	fi
 	tr -d '\r' <"$log" | awk '/^CFSTEST-DIGEST / { print "DIGEST_" $2 "=" $3 }' >"$dir/digests.env"
-	grep -q DIGEST_C "$dir/digests.env"
 }
 
 # fast_pieces: the base and cfsctl archives (the full tier's disk builder

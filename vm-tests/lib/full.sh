@@ -50,7 +50,7 @@ in_root() {
 }
 
 full_disk_build() {
-	local dir=$1 s=$1/stage log=$1/build.log
+	local dir=$1 s=$1/stage
 	local root=$s/import/root
 	mkdir -p "$s/import"
 	cp -a "$FULL_ROOTFS/rootfs" "$root"
@@ -87,18 +87,7 @@ full_disk_build() {
 	mkdir -p "$s/cfstest"
 	mkfs.ext4 -q -F -O verity -b 4096 -L cfstest-root -d "$s" "$dir/disk.img" 3G >/dev/null
 	rm -rf "$s"
-	cat "$FAST_BASE/base.cpio" "$FAST_CFSCTL/cfsctl.cpio" >"$dir/builder.cpio"
-	vm_boot "$log" 900 'CFSTEST-END' 5 \
-		-kernel "$KERNEL_IMAGE" -initrd "$dir/builder.cpio" \
-		-append "console=ttyS0 panic=-1 loglevel=4 cfstest.mode=build cfstest.build=full" \
-		-drive "file=$dir/disk.img,format=raw,if=virtio" || true
-	rm -f "$dir/builder.cpio"
-	say "full disk: builder boot took ${BOOT_SECONDS}s"
-	if ! grep -qa 'CFSTEST-RESULT: PASS build-full' "$log"; then
-		console_tail "$log" 40
-		return 1
-	fi
-	tr -d '\r' <"$log" | awk '/^CFSTEST-DIGEST / { print "DIGEST_" $2 "=" $3 }' >"$dir/digests.env"
+	builder_boot "$dir" full 900 "$dir/disk.img" || return 1
 	grep -q DIGEST_ROOT "$dir/digests.env"
 }
 
