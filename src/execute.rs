@@ -320,7 +320,10 @@ impl Run<'_> {
             // The kernel is the probe: before 6.12 it looks for a block device (ENOTBLK).
             ErofsBacking::FileOrLoop => match self.erofs_from_file() {
                 Err(ExecError::Mount(e)) if e.errno() == Errno::NOTBLK => {
-                    log::info!("this kernel cannot mount erofs from a file: using a loop device");
+                    log::info!(
+                        "erofs cannot read the image file itself (a kernel before 6.12, or \
+                         a filesystem such as tmpfs): using a loop device"
+                    );
                     self.erofs_from_loop()?
                 }
                 other => other?,

@@ -455,3 +455,26 @@ fn kernel_log_has_every_step() {
         ours.join("\n")
     );
 }
+
+#[test]
+fn image_on_tmpfs_falls_back_to_a_loop_device() {
+    if !root_or_skip("image_on_tmpfs_falls_back_to_a_loop_device") {
+        return;
+    }
+    // erofs refuses a file on tmpfs (no read_folio) with ENOTBLK, as a kernel before 6.12
+    // refuses any file: the default path must bind a loop device instead.
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let ns = Namespace::new(&sysroot.path);
+    let s = sysroot.path.to_str().unwrap();
+    let (code, out) = ns.shell(&format!(
+        "mount -t tmpfs tmpfs {s} && cp -a {} {s}/composefs",
+        repo.dir.display()
+    ));
+    assert_eq!(code, Some(0), "{out}");
+    let karg = format!("composefs=?{}", repo.hex);
+    let run = ns.run(&sysroot.args(&karg, &[]));
+    run.ok();
+    assert!(run.stderr.contains("using a loop device"), "{}", run.stderr);
+    check_root(repo, &sysroot, &ns, "tmpfs-loop-fallback");
+}
