@@ -413,28 +413,12 @@ pub fn create_state_dir(
         } else {
             0o755
         };
-        let parent = sofar.parent().unwrap_or(Path::new(""));
+        let parent = match sofar.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         let name = sofar.file_name().unwrap_or_default();
-        let dir = if parent.as_os_str().is_empty() {
-            rustix::fs::openat(
-                sysroot_fd,
-                ".",
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-        } else {
-            openat2_beneath(
-                sysroot_fd,
-                parent,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                STATE_RESOLVE,
-            )
-        }
-        .map_err(|errno| RepoError::Open {
-            path: sysroot.join(parent),
-            errno,
-        })?;
+        let dir = open_state_dir(sysroot_fd, parent, sysroot)?;
         match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(this_mode)) {
             Ok(()) => {
                 // mkdir obeys the umask; set the mode we mean.
