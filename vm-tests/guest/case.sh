@@ -119,6 +119,12 @@ expect_state_mounts() {
 	[ -f "$state/var/cfstest-probe" ] || bad "/var write not in state var"
 }
 
+# expect_image_measures ALG DIGEST: the kernel measures the image named DIGEST as ALG:DIGEST.
+expect_image_measures() {
+	fsverity measure "$(readlink -f "/sysroot/sysroot/composefs/images/$2")" |
+		grep -q "$1:$2" || bad "image object does not measure as $1:$2"
+}
+
 # object_of DIGEST: the object path for a file digest in the repository.
 object_of() { echo "/sysroot/composefs/objects/$(echo "$1" | cut -c1-2)/$(echo "$1" | cut -c3-)"; }
 
@@ -139,8 +145,7 @@ secure)
 	expect_composefs_root "$DIGEST_A"
 	expect_state_mounts "$DIGEST_A"
 	readback /sysroot
-	fsverity measure "$(readlink -f "/sysroot/sysroot/composefs/images/$DIGEST_A")" |
-		grep -q "sha256:$DIGEST_A" || bad "image object does not measure as $DIGEST_A"
+	expect_image_measures sha256 "$DIGEST_A"
 	verdict secure-boot
 	expect_mount /sysroot overlay "composefs:$DIGEST_A"
 	has_opt "$SUPER_OPTS" verity=require || bad "overlay lacks verity=require ($SUPER_OPTS)"
@@ -265,8 +270,7 @@ sha512)
 	expect_composefs_root "$DIGEST_C"
 	expect_state_mounts "$DIGEST_C"
 	readback /sysroot
-	fsverity measure "$(readlink -f "/sysroot/sysroot/composefs/images/$DIGEST_C")" |
-		grep -q "sha512:$DIGEST_C" || bad "image object does not measure as sha512:$DIGEST_C"
+	expect_image_measures sha512 "$DIGEST_C"
 	verdict sha512-repository
 	;;
 digest-karg)
