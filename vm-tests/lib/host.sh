@@ -11,6 +11,8 @@ HOST_PACKAGES=(
 	e2fsprogs dosfstools mtools     # ext4 disks with verity, the ESP
 	mmdebstrap cpio zstd xz-utils kmod file
 	python3 python3-pefile # ukify runs on the host's python
+	# mkosi tier: signing key, verity helper, virt-fw-vars, signature checks
+	openssl gcc libc6-dev python3-importlib-resources python3-cryptography sbsigntool
 )
 
 # host_packages: install whichever of HOST_PACKAGES is missing.
