@@ -10,6 +10,8 @@
                                           4096-byte sectors systemd-repart
                                           formats with)
     efi-tool.py cmdline UKI               the UKI's .cmdline section
+    efi-tool.py initrd-files UKI          the paths in the UKI's .initrd (its
+                                          cpio archives, zstd or not)
     efi-tool.py swap-cmdline UKI OUT OLD NEW
                                           OUT = UKI with OLD replaced by NEW
                                           (same length) in .cmdline, nothing
@@ -21,6 +23,7 @@ Run with the host's /usr/bin/python3 and python3-pefile.
 
 import shutil
 import struct
+import subprocess
 import sys
 import uuid
 
@@ -120,6 +123,70 @@ def cmdline(uki):
     print(data.rstrip(b"\0").decode().strip())
 
 
+def section_data(uki, name):
+    pe = pefile.PE(uki, fast_load=True)
+    for s in pe.sections:
+        if s.Name.rstrip(b"\0") == name:
+            return s.get_data()[: s.Misc_VirtualSize]
+    sys.exit(f"no {name.decode()} section")
+
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def zstd_frame_end(data, pos):
+    """End of the zstd frame at pos, from its header and block headers."""
+    fhd = data[pos + 4]
+    single = fhd >> 5 & 1
+    pos += 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3]
+    pos += (1 if single else 0, 2, 4, 8)[fhd >> 6]
+    while True:
+        header = int.from_bytes(data[pos:pos + 3], "little")
+        pos += 3 + (1 if (header >> 1) & 3 == 1 else header >> 3)
+        if header & 1:
+            return pos + (4 if fhd >> 2 & 1 else 0)
+
+
+def cpio_names(data):
+    """Names in concatenated newc archives at the start of data, and the rest."""
+    names, pos = [], 0
+    while True:
+        while pos < len(data) and data[pos] == 0:
+            pos += 1
+        if data[pos:pos + 6] not in (b"070701", b"070702"):
+            return names, data[pos:]
+        fields = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        size, namesize = fields[6], fields[11]
+        name = data[pos + 110:pos + 110 + namesize - 1].decode(errors="replace")
+        pos = (pos + 110 + namesize + 3) & ~3
+        pos = (pos + size + 3) & ~3
+        if name != "TRAILER!!!":
+            names.append(name)
+
+
+def initrd_files(uki):
+    """The kernel's view: archives one after the other, each uncompressed or
+    a zstd frame (what mkosi writes), zero padding between them."""
+    data = section_data(uki, b".initrd")
+    while data:
+        names, data = cpio_names(data)
+        for n in names:
+            print(n)
+        if not data:
+            break
+        if not data.startswith(ZSTD_MAGIC):
+            sys.exit(f"initrd: neither cpio nor zstd at {data[:8].hex()}")
+        end = zstd_frame_end(data, 0)
+        out = subprocess.run(["zstd", "-dcq"], input=data[:end], stdout=subprocess.PIPE,
+                             check=True).stdout
+        names, rest = cpio_names(out)
+        if rest.strip(b"\0"):
+            sys.exit("initrd: trailing data in a compressed archive")
+        for n in names:
+            print(n)
+        data = data[end:]
+
+
 def swap_cmdline(uki, out, old, new):
     if len(old) != len(new):
         sys.exit("OLD and NEW must have the same length")
@@ -141,6 +208,8 @@ def main(argv):
         partition(argv[1], argv[2])
     elif len(argv) == 4 and argv[0] == "esp-file":
         esp_file(*argv[1:])
+    elif len(argv) == 2 and argv[0] == "initrd-files":
+        initrd_files(argv[1])
     elif len(argv) == 2 and argv[0] == "cmdline":
         cmdline(argv[1])
     elif len(argv) == 5 and argv[0] == "swap-cmdline":
