@@ -160,9 +160,10 @@ mkosi_qemu() {
 		-drive "if=pflash,format=raw,unit=1,file=$MKOSI_RUN/vars.fd" "$@"
 }
 
-# fact LOG NAME: the value of the guest's last "CFSTEST-FACT NAME VALUE" line.
+# fact LOG NAME: the value of the guest's last "CFSTEST-FACT NAME VALUE" line
+# (a line may start with the serial getty's terminal queries).
 mkosi_fact() {
-	tr -d '\r' <"$1" | sed -n "s/^CFSTEST-FACT $2 //p" | tail -n1
+	tr -d '\r' <"$1" | sed -n "s/^.*CFSTEST-FACT $2 //p" | tail -n1
 }
 
 # mkosi_verdict LOG CASE WHY...: append the host's verdict for CASE.
