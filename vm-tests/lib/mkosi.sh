@@ -24,9 +24,11 @@
 #                   re-signed: the firmware must refuse it
 
 MKOSI_BOOTS=(mkosi-boot mkosi-persist mkosi-unsigned)
-BOOT_CASES[mkosi-boot]="mkosi-boot tampered-image"
-BOOT_CASES[mkosi-persist]="mkosi-persist loader-cmdline-ignored"
-BOOT_CASES[mkosi-unsigned]="unsigned-uki-refused"
+BOOT_CASES+=(
+	[mkosi-boot]="mkosi-boot tampered-image"
+	[mkosi-persist]="mkosi-persist loader-cmdline-ignored"
+	[mkosi-unsigned]="unsigned-uki-refused"
+)
 
 OVMF_SB_CODE=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd
 # Owner GUID of our certificate in PK, KEK and db (any GUID will do).
@@ -191,6 +193,7 @@ mkosi_signed_root_why() {
 
 mkosi_boot() {
 	local boot=$1 log=$LOG_DIR/$1.log rc=0 why=()
+	# shellcheck disable=SC2054 # commas belong to QEMU's option values
 	local disk=(-drive "file=$MKOSI_RUN/disk.qcow2,format=qcow2,if=none,id=disk"
 		-device virtio-blk-pci,drive=disk)
 	case $boot in
