@@ -605,11 +605,13 @@ impl Run<'_> {
     }
 
     fn release_staging_dir(&mut self) {
-        if let Some(staging) = &self.plan.staging
-            && let Some(pos) = self
-                .undo
-                .iter()
-                .position(|u| matches!(u, Undo::RemoveDir(p) if p == staging))
+        let Some(staging) = &self.plan.staging else {
+            return;
+        };
+        if let Some(pos) = self
+            .undo
+            .iter()
+            .position(|u| matches!(u, Undo::RemoveDir(p) if p == staging))
         {
             self.undo.remove(pos);
             if let Err(e) = rustix::fs::rmdir(staging) {

@@ -344,9 +344,7 @@ pub fn choose_image<T, E>(
 ) -> Result<Chosen<T>, ChooseError<E>> {
     let mut skipped = Vec::new();
     for (index, sel) in selectors.iter().enumerate() {
-        if let Some(repo_alg) = repository
-            && sel.digest.algorithm() != repo_alg
-        {
+        if let Some(repo_alg) = repository.filter(|&a| a != sel.digest.algorithm()) {
             skipped.push((
                 sel.arg.clone(),
                 SkipReason::OtherAlgorithm {
