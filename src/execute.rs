@@ -24,10 +24,10 @@ use crate::verity::{MeasureError, Measurement, measure};
 /// What execute needs that the plan only names: the opened repository, image and sysroot.
 #[derive(Debug)]
 pub struct Resources {
-    /// The repository.
-    pub repo: Repository,
-    /// The chosen image, opened.
-    pub image: ImageFile,
+    /// The repository (none with `--root-fs`).
+    pub repo: Option<Repository>,
+    /// The chosen image, opened (none with `--root-fs`).
+    pub image: Option<ImageFile>,
     /// The physical root, opened as a directory (`O_PATH`).
     pub sysroot_fd: OwnedFd,
 }
@@ -221,7 +221,14 @@ impl Run<'_> {
                 self.undo.push(Undo::Unmount(target.clone()));
                 Ok(())
             }
-            Step::TransientRoot => self.transient_root(),
+            Step::CloneRootTree { path } => {
+                let tree = Mount::clone_of(CWD, &path_str(path)?, &path.display().to_string())?;
+                tree.set_readonly(&path.display().to_string())?;
+                self.root = Some(clone_handle(&tree)?);
+                self.composefs = Some(tree);
+                Ok(())
+            }
+            Step::TransientRoot { source } => self.transient_root(source),
             Step::MountPhysicalRoot { target } => {
                 let physical = self
                     .physical
@@ -256,7 +263,7 @@ impl Run<'_> {
         expected: &Digest,
         mode: VerifyMode,
     ) -> Result<(), ExecError> {
-        let measured = measure(self.res.image.as_fd()).map_err(|source| ExecError::Measure {
+        let measured = measure(self.image()?).map_err(|source| ExecError::Measure {
             path: path.to_path_buf(),
             source,
         })?;
@@ -279,7 +286,7 @@ impl Run<'_> {
             }
             (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
                 let mut reader = PositionedReader {
-                    fd: self.res.image.as_fd(),
+                    fd: self.image()?,
                     offset: 0,
                 };
                 compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(|source| {
@@ -337,11 +344,11 @@ impl Run<'_> {
     }
 
     fn erofs_from_file(&self) -> Result<Mount, ExecError> {
-        erofs_superblock(&proc_fd_path(self.res.image.as_fd()))
+        erofs_superblock(&proc_fd_path(self.image()?))
     }
 
     fn erofs_from_loop(&mut self) -> Result<Mount, ExecError> {
-        let dev = LoopDevice::attach(self.res.image.as_fd())?;
+        let dev = LoopDevice::attach(self.image()?)?;
         log::info!("bound {} to the image", dev.path());
         let erofs = erofs_superblock(dev.path());
         // Held until the end: autoclear releases the device once the mount is gone.
@@ -350,7 +357,12 @@ impl Run<'_> {
     }
 
     fn mount_composefs(&mut self, source: &str, verity: OverlayVerity) -> Result<(), ExecError> {
-        let objects = self.res.repo.open_objects()?;
+        let objects = self
+            .res
+            .repo
+            .as_ref()
+            .ok_or_else(|| missing("repository"))?
+            .open_objects()?;
         let erofs = self.erofs.take().ok_or_else(|| missing("erofs mount"))?;
         let ctx = FsContext::new("overlay")?;
         ctx.set_string("source", source)?;
@@ -380,12 +392,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn transient_root(&mut self) -> Result<(), ExecError> {
+    fn transient_root(&mut self, source: &str) -> Result<(), ExecError> {
         let root = self.root.take().ok_or_else(|| missing("root mount"))?;
-        let overlay = self.transient_overlay(root.as_fd(), "root")?;
+        let overlay = self.transient_overlay(root.as_fd(), "root", source)?;
         if self.attach_first() {
-            // Stack the transient overlay over the composefs root already on the sysroot.
-            let target = self.plan.sysroot.clone();
+            // Stack the transient overlay over the composefs root already attached.
+            let target = self.plan.target.clone();
             overlay.attach(CWD, &path_str(&target)?, &target.display().to_string())?;
             self.undo.push(Undo::Unmount(target));
         }
@@ -395,7 +407,12 @@ impl Run<'_> {
     }
 
     /// An overlay of `lower` with a fresh tmpfs as upper (changes are lost at reboot).
-    fn transient_overlay(&mut self, lower: BorrowedFd<'_>, what: &str) -> Result<Mount, ExecError> {
+    fn transient_overlay(
+        &mut self,
+        lower: BorrowedFd<'_>,
+        what: &str,
+        source: &str,
+    ) -> Result<Mount, ExecError> {
         let tmpfs = FsContext::new("tmpfs")?;
         tmpfs.set_string("mode", "0755")?;
         let tmpfs = tmpfs.mount(MountAttrFlags::empty())?;
@@ -406,7 +423,7 @@ impl Run<'_> {
         let upper = make_dir(tmpfs.as_fd(), "upper", 0o755)?;
         let work = make_dir(tmpfs.as_fd(), "work", 0o700)?;
         let ctx = FsContext::new("overlay")?;
-        ctx.set_string("source", &format!("transient-{what}"))?;
+        ctx.set_string("source", source)?;
         self.set_layers(
             &ctx,
             Layers {
@@ -448,7 +465,8 @@ impl Run<'_> {
             }
             StateMount::Transient => {
                 let lower = self.image_dir(name)?;
-                let m = self.transient_overlay(lower.as_fd(), name)?;
+                let m =
+                    self.transient_overlay(lower.as_fd(), name, &format!("transient-{name}"))?;
                 self.unstage_after_attach(m, name, target)?;
                 return Ok(());
             }
@@ -481,7 +499,7 @@ impl Run<'_> {
         )
         .map_err(|errno| ExecError::Io {
             what: "open the image's directory",
-            path: self.plan.sysroot.join(name),
+            path: self.plan.target.join(name),
             errno,
         })
     }
@@ -500,6 +518,15 @@ impl Run<'_> {
             self.undo.push(Undo::Unmount(target.to_path_buf()));
         }
         Ok(())
+    }
+
+    /// The image file (absent with `--root-fs`, whose plan has no step that reads it).
+    fn image(&self) -> Result<BorrowedFd<'_>, ExecError> {
+        self.res
+            .image
+            .as_ref()
+            .map(ImageFile::as_fd)
+            .ok_or_else(|| missing("image"))
     }
 
     fn root(&self) -> Result<&Mount, ExecError> {
