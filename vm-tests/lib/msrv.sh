@@ -58,8 +58,9 @@ msrv_build_case() {
 	mkdir -p "$run/src"
 	(cd "$REPO" && git ls-files -z --cached --others --exclude-standard |
 		cpio -pdm0 --quiet "$run/src") 2>>"$log"
-	if (cd "$run/src" && cargo vendor --locked --quiet vendor >"$run/vendor.toml") 2>>"$log" &&
-		cat "$run/vendor.toml" >>"$run/src/.cargo/config.toml" &&
+	if (cd "$run/src" && cargo vendor --locked --quiet vendor) 2>>"$log" &&
+		printf '%s\n' '[source.crates-io]' 'replace-with = "vendored-sources"' \
+			'[source.vendored-sources]' 'directory = "vendor"' >>"$run/src/.cargo/config.toml" &&
 		unshare --mount --propagation private sh -ec '
 			root=$1 src=$2
 			mount -t proc proc "$root/proc"
