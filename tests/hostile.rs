@@ -164,7 +164,8 @@ fn unusable_images_fall_back_to_the_next_selector() {
         )
         .unwrap()
     };
-    let cases: Vec<(&str, &str, Box<dyn Fn(&Path)>)> = vec![
+    type Maker = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, &str, Maker)> = vec![
         ("missing", "no such image", Box::new(|_: &Path| {})),
         (
             "dangling",
