@@ -788,6 +788,12 @@ impl Run<'_> {
 
     /// Undoes everything done so far, newest first; returns the undo actions that failed.
     fn unwind(&mut self) -> Vec<String> {
+        // Detached mounts go with their fds, first: an overlay still mounted in a detached
+        // tree would keep its work directory busy. (Attached ones are held by their undo.)
+        self.root = None;
+        self.composefs = None;
+        self.erofs = None;
+        self.physical = None;
         let mut failures = Vec::new();
         let mut first = true;
         while let Some(undo) = self.undo.pop() {
@@ -805,11 +811,6 @@ impl Run<'_> {
                 }
             }
         }
-        // Detached mounts go with their fds.
-        self.root = None;
-        self.composefs = None;
-        self.erofs = None;
-        self.physical = None;
         self.state = None;
         self.state_view = None;
         self.loopdev = None;

@@ -429,13 +429,30 @@ pub struct CreatedDir {
 }
 
 impl CreatedDir {
-    /// Removes the directory again (it must be empty).
+    /// Removes the directory again. It must be empty, but for the empty `work` and `index`
+    /// directories overlayfs makes inside a work directory (ours: we created it this run).
     pub fn remove(&self) -> Result<(), Errno> {
-        rustix::fs::unlinkat(
-            &self.parent,
-            self.name.as_os_str(),
-            rustix::fs::AtFlags::REMOVEDIR,
-        )
+        let rmdir = |dir: BorrowedFd<'_>, name: &std::ffi::OsStr| {
+            rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::REMOVEDIR)
+        };
+        match rmdir(self.parent.as_fd(), &self.name) {
+            Err(Errno::NOTEMPTY) => {
+                let me = rustix::fs::openat(
+                    &self.parent,
+                    self.name.as_os_str(),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                for leftover in ["work", "index"] {
+                    match rmdir(me.as_fd(), leftover.as_ref()) {
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                rmdir(self.parent.as_fd(), &self.name)
+            }
+            other => other,
+        }
     }
 }
 

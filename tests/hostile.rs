@@ -284,6 +284,11 @@ fn state_links_must_stay_in_the_state_directory() {
             &[deploy.join("var").to_str().unwrap(), "outside", "state"],
         );
         assert_eq!(ns.mounts(), before, "[{target}] {}", run.stderr);
+        assert!(
+            run.stderr.contains("everything done so far was undone"),
+            "{}",
+            run.stderr
+        );
         // What this run created for /etc is gone again; the link is left alone.
         assert!(
             !deploy.join("etc").exists(),
