@@ -85,8 +85,8 @@ impl fmt::Display for TpmMeasure {
     }
 }
 
-/// `[image] max-size` when the file does not set it: 16 GiB.
-pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 16 << 30;
+/// The default `[image] max-size`: 1 GiB, over 20 times the image of a large OS.
+pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 1 << 30;
 
 /// The whole configuration, with defaults for every key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,9 @@ pub struct Config {
     /// `[image] check-digest` (true): in insecure mode, an image without kernel fs-verity has its
     /// digest computed in userspace and a mismatch is refused. Secure mode always checks.
     pub check_digest: bool,
-    /// `[image] max-size` (16 GiB): the largest image accepted, in bytes.
+    /// `[image] max-size` (1 GiB): the largest image accepted, in bytes. A composefs image
+    /// holds metadata only (tens of MB for a large OS); a bigger one is refused rather than
+    /// hashed for minutes in a silent boot.
     pub max_image_size: u64,
     /// `[tpm] measure` (auto): whether the image digest is measured into the TPM.
     pub tpm_measure: TpmMeasure,
@@ -467,7 +469,7 @@ fn size(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<u64, ConfigEr
         key,
         entry,
         format!(
-            "expected a size in bytes: an integer from 1 to {} (default {DEFAULT_MAX_IMAGE_SIZE}, 16 GiB)",
+            "expected a positive integer number of bytes, at most {} (default {DEFAULT_MAX_IMAGE_SIZE}, 1 GiB)",
             u64::MAX
         ),
     ))
@@ -630,7 +632,7 @@ mod tests {
         assert_eq!(config.var, MountMode::Bind);
         assert!(config.sysroot_readonly);
         assert!(config.check_digest);
-        assert_eq!(config.max_image_size, 16 * 1024 * 1024 * 1024);
+        assert_eq!(config.max_image_size, 1024 * 1024 * 1024);
         assert_eq!(config.tpm_measure, TpmMeasure::Auto);
     }
 
@@ -722,7 +724,7 @@ measure = "required"
     fn defaults_written_out_change_nothing() {
         let text = "[root]\ntransient = false\n[etc]\nmount = \"auto\"\n[var]\nmount = \"bind\"\n\
                     [sysroot]\nreadonly = true\n[image]\ncheck-digest = true\n\
-                    max-size = 17_179_869_184\n[tpm]\nmeasure = 'auto'\n";
+                    max-size = 1_073_741_824\n[tpm]\nmeasure = 'auto'\n";
         assert_eq!(clean(text), Config::default());
     }
 
@@ -1203,7 +1205,7 @@ measure = "required"
             ("0x1_0000", 65536),
             ("0o777", 0o777),
             ("0b1000", 8),
-            ("+17179869184", 16 << 30),
+            ("+1073741824", 1 << 30),
             ("18446744073709551615", u64::MAX),
         ] {
             assert_eq!(
@@ -1227,7 +1229,10 @@ measure = "required"
                 (line, key.as_str(), value.as_str()),
                 (3, "image.max-size", bad)
             );
-            assert!(expected.contains("size in bytes"), "{expected}");
+            assert!(
+                expected.contains("positive integer number of bytes"),
+                "{expected}"
+            );
         }
     }
 
