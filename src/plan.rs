@@ -792,7 +792,7 @@ step 11: mount /var on /run/next/var: bind of state/deploy/H/var
             |i| i.target = Path::new("/run/next"),
         );
         assert!(
-            got.ends_with("step 11: attach the new root on /run/next\n"),
+            got.ends_with(": attach the new root on /run/next\n"),
             "{got}"
         );
         assert!(!got.contains("on /sysroot"), "{got}");
