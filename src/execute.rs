@@ -3,9 +3,9 @@
 //! Mounts start detached; a detached mount (and every mount attached beneath it) is freed
 //! by the kernel when its fd closes, so only what has been attached to the visible tree
 //! needs an explicit undo. Those undos are kept on a stack and run in reverse, and each
-//! carries what it undoes: the mount it attached (unmounted through its own fd, never "whatever
-//! is at that path now"), the directory it created (removed through its parent's fd), the
-//! superblock it made writable. A failed boot leaves `/sysroot` exactly as it was, with no
+//! carries what it undoes: the mount it attached (unmounted only while it is the mount on top
+//! at its path, never "whatever is at that path now"), the directory it created (removed
+//! through its parent's fd), the superblock it made writable. A failed boot leaves `/sysroot` exactly as it was, with no
 //! mount, staging or state directory or loop device behind; an undo that fails is reported.
 //!
 //! Propagation: every clone of the physical root is made private before it is attached. A
@@ -243,7 +243,14 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<(), Box<StepError>> {
             }));
         }
     }
-    // The staging directory is empty once every staged mount is gone.
+    // The state view is the last staged mount; the staging directory is empty once every
+    // staged mount is gone. (Leftovers here cost a directory in /run, not the boot.)
+    while run.has_staged() {
+        if let Err(e) = run.unstage() {
+            log::warn!("could not release a staged mount: {e}");
+            break;
+        }
+    }
     run.release_staging_dir();
     // Autoclear releases the loop device when the erofs superblock goes.
     run.loopdev = None;
@@ -330,7 +337,7 @@ impl Run<'_> {
                 self.undo.push(Undo::RestoreReadOnly);
                 Ok(())
             }
-            Step::OpenStateView { .. } => {
+            Step::OpenStateView { staging, .. } => {
                 let view = Mount::clone_tree(
                     self.res.sysroot_fd.as_fd(),
                     "",
@@ -343,6 +350,9 @@ impl Run<'_> {
                     ..MountAttributes::default()
                 };
                 view.set_attributes(attrs, true, "the state view")?;
+                if let Some(at) = staging {
+                    self.stage(&view, at)?;
+                }
                 self.state_view = Some(view);
                 Ok(())
             }
@@ -744,6 +754,15 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Whether a staged mount is still attached.
+    fn has_staged(&self) -> bool {
+        self.plan.staging.as_ref().is_some_and(|staging| {
+            self.undo.iter().any(
+                |u| matches!(u, Undo::Unmount { at, .. } if at.parent() == Some(staging.as_path())),
+            )
+        })
+    }
+
     /// Releases the most recent staged mount (and its directory), if any.
     fn unstage(&mut self) -> Result<(), ExecError> {
         let Some(staging) = &self.plan.staging else {
@@ -757,7 +776,7 @@ impl Run<'_> {
         let Undo::Unmount { mount, at } = self.undo.remove(pos) else {
             return Ok(());
         };
-        mount.unmount()?;
+        mount.unmount(&at)?;
         if let Some(dpos) = self
             .undo
             .iter()
@@ -819,7 +838,7 @@ impl Run<'_> {
 
     fn undo_one(&self, undo: &Undo) -> Result<(), String> {
         match undo {
-            Undo::Unmount { mount, .. } => mount.unmount().map_err(|e| e.to_string()),
+            Undo::Unmount { mount, at } => mount.unmount(at).map_err(|e| e.to_string()),
             Undo::RemoveStagingDir(p) => rustix::fs::rmdir(p).map_err(errno_text),
             Undo::RemoveStateDir(d) => d.remove().map_err(errno_text),
             Undo::RemoveLink(p) => rustix::fs::unlink(p).map_err(errno_text),

@@ -104,6 +104,9 @@ pub enum Step {
     OpenStateView {
         /// The physical root.
         sysroot: PathBuf,
+        /// Attach-first paths: where it is attached while the state is mounted (kernels
+        /// before 6.15 take overlay layers and bind sources from attached mounts only).
+        staging: Option<PathBuf>,
     },
     /// Attach the new root onto the sysroot mount point (stacked over the physical root).
     AttachRoot {
@@ -228,20 +231,6 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         sysroot: inputs.sysroot.to_path_buf(),
         readonly: cfg.sysroot_readonly,
     });
-    // Attach-first paths put the root in place now and mount beneath it by path; the
-    // detached path builds the whole tree first and attaches it last, in one move.
-    let attach = Step::AttachRoot {
-        target: inputs.sysroot.to_path_buf(),
-    };
-    if attach_first {
-        steps.push(attach.clone());
-    }
-    if cfg.root_transient {
-        steps.push(Step::TransientRoot);
-    }
-    steps.push(Step::MountPhysicalRoot {
-        target: in_root("sysroot"),
-    });
 
     let mut etc = match cfg.etc {
         EtcMode::Fixed(m) => m,
@@ -274,11 +263,29 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                     sysroot: inputs.sysroot.to_path_buf(),
                 });
             }
+            // Cloned, like the physical root above, before anything of ours is stacked on
+            // the sysroot: a recursive clone would carry it along.
             steps.push(Step::OpenStateView {
                 sysroot: inputs.sysroot.to_path_buf(),
+                staging: staging.as_ref().map(|s| s.join("state")),
             });
         }
     }
+
+    // Attach-first paths put the root in place now and mount beneath it by path; the
+    // detached path builds the whole tree first and attaches it last, in one move.
+    let attach = Step::AttachRoot {
+        target: inputs.sysroot.to_path_buf(),
+    };
+    if attach_first {
+        steps.push(attach.clone());
+    }
+    if cfg.root_transient {
+        steps.push(Step::TransientRoot);
+    }
+    steps.push(Step::MountPhysicalRoot {
+        target: in_root("sysroot"),
+    });
     state_steps(&mut steps, "etc", etc, &deploy, in_root("etc"));
     state_steps(&mut steps, "var", var, &deploy, in_root("var"));
     if !attach_first {
@@ -513,11 +520,17 @@ impl fmt::Display for Step {
                 "remount the physical root's filesystem {} read-write (it is read-only: `ro`), for the state",
                 sysroot.display()
             ),
-            Step::OpenStateView { sysroot } => write!(
-                f,
-                "open a writable, private view of {} for the state directories",
-                sysroot.display()
-            ),
+            Step::OpenStateView { sysroot, staging } => {
+                write!(
+                    f,
+                    "open a writable, private view of {} for the state directories",
+                    sysroot.display()
+                )?;
+                if let Some(s) = staging {
+                    write!(f, ", staged at {}", s.display())?;
+                }
+                Ok(())
+            }
             Step::AttachRoot { target } => {
                 write!(f, "attach the new root on {}", target.display())
             }
@@ -630,8 +643,8 @@ step 1: verify image /sysroot/composefs/images/H: at most 1073741824 bytes, dige
 step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files)
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require
 step 4: clone the physical root /sysroot with the mounts beneath it (read-only, private)
-step 5: mount the physical root at /sysroot/sysroot
-step 6: open a writable, private view of /sysroot for the state directories
+step 5: open a writable, private view of /sysroot for the state directories
+step 6: mount the physical root at /sysroot/sysroot
 step 7: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
 step 8: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
 step 9: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
@@ -663,10 +676,10 @@ step 1: verify image /sysroot/composefs/images/H: at most 1073741824 bytes, dige
 step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
 step 4: clone the physical root /sysroot with the mounts beneath it (writable, private)
-step 5: attach the new root on /sysroot
-step 6: mount a transient overlay over the root (tmpfs upper, lost at reboot)
-step 7: mount the physical root at /sysroot/sysroot
-step 8: open a writable, private view of /sysroot for the state directories
+step 5: open a writable, private view of /sysroot for the state directories, staged at /run/cfs-setup-root.1/state
+step 6: attach the new root on /sysroot
+step 7: mount a transient overlay over the root (tmpfs upper, lost at reboot)
+step 8: mount the physical root at /sysroot/sysroot
 step 9: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
 step 10: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
 step 11: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
@@ -698,9 +711,9 @@ step 1: verify image /sysroot/composefs/images/H: at most 1073741824 bytes, dige
 step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
 step 4: clone the physical root /sysroot with the mounts beneath it (read-only, private)
-step 5: attach the new root on /sysroot
-step 6: mount the physical root at /sysroot/sysroot
-step 7: open a writable, private view of /sysroot for the state directories
+step 5: open a writable, private view of /sysroot for the state directories, staged at /run/cfs-setup-root.1/state
+step 6: attach the new root on /sysroot
+step 7: mount the physical root at /sysroot/sysroot
 step 8: ensure state directory state/deploy/H/etc exists (mode 0755 if created)
 step 9: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
 ";
