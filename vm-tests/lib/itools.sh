@@ -15,6 +15,7 @@
 
 # Run order: the ro boot writes to /etc and /var first, the rw boot finds
 # those writes (persistence) and checks the rest again.
+# shellcheck disable=SC2034 # used by vm-tests/run
 ITOOLS_BOOTS=(itools-ro itools-boot itools-refused)
 BOOT_CASES+=(
 	[itools-ro]="itools-ro-multi-user itools-ro-root-composefs-verity itools-ro-sysroot-readonly itools-ro-etc-var-deployment"
