@@ -99,12 +99,21 @@ vm_boot() {
 	esac
 }
 
+# console_clean LOG: the console log as text: carriage returns and terminal
+# escape sequences removed (CSI colours and cursor moves; OSC sequences such
+# as the palette reset \e]104\a that systemd writes to the console, which
+# would otherwise stick to the start of the next line).
+console_clean() {
+	sed -e 's/\r//g' -e 's/\x1b\][^\x07\x1b]*\(\x07\|\x1b\\\)//g' \
+		-e 's/\x1b\[[0-9;=?!]*[A-Za-z]//g' "$1"
+}
+
 # console_tail LOG [N]: the last N lines of a console log, indented, for a
 # failure report (escape sequences and carriage returns removed).
 console_tail() {
 	local n=${2:-25}
 	{
-		tail -n "$n" "$1" | sed -e 's/\x1b\[[0-9;]*[A-Za-z]//g' -e 's/\r//g' -e 's/^/    | /'
+		console_clean "$1" | tail -n "$n" | sed -e 's/^/    | /'
 		if [ -s "$1.qemu" ]; then
 			sed -e 's/^/    qemu: /' "$1.qemu" | tail -n 5
 		fi
