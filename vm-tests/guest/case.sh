@@ -147,11 +147,52 @@ kmsg_complete() {
 	sed -n 's/cfs-setup-root\.[0-9]*/cfs-setup-root.PID/g; s/^cfs-setup-root\[[0-9]*\]: \(step [0-9]*: \)/\1/p' \
 		/tmp/kmsg >/tmp/kmsg.steps
 	n=$(wc -l </tmp/plan.steps)
+	echo "CFSTEST: kmsg-complete: the plan has $n steps, the kernel log $(wc -l </tmp/kmsg.steps)"
 	[ "$n" -gt 0 ] || bad "--dry-run printed no steps"
 	cmp -s /tmp/plan.steps /tmp/kmsg.steps ||
 		bad "the kernel log has $(wc -l </tmp/kmsg.steps) of the plan's $n steps: $(diff /tmp/plan.steps /tmp/kmsg.steps | grep '^[+-][^+-]' | head -n 3 | tr '\n' ' ')"
 	grep -q 'output lines suppressed due to ratelimiting' /tmp/kmsg &&
 		bad "kernel log dropped lines: $(grep -o '[0-9]* output lines suppressed' /tmp/kmsg)"
+}
+
+# expect_assembly PATH: the mount path the overlay at /sysroot was built on,
+# from the kernel's own record of how its layers were given (the overlay's
+# options in mountinfo), and no staging directory left under /run:
+#   detached         lowerdir+=/ : the erofs layer was a mount attached nowhere
+#   attach-first     lowerdir+=<path>, datadir+=<path>: the erofs layer was
+#                    attached (staged) when the overlay took it
+#   string-lowerdir  lowerdir=<lower>::<data>, one string
+expect_assembly() {
+	expect_mount /sysroot overlay 'composefs:*'
+	case $1 in
+	detached)
+		has_opt "$SUPER_OPTS" lowerdir+=/ || bad "the erofs layer was not a detached mount ($SUPER_OPTS)"
+		;;
+	attach-first)
+		case ",$SUPER_OPTS," in
+		*,lowerdir+=/,*) bad "the erofs layer was a detached mount ($SUPER_OPTS)" ;;
+		*,lowerdir+=/?*,datadir+=/?*) ;;
+		*) bad "the layers were not appended one by one ($SUPER_OPTS)" ;;
+		esac
+		;;
+	string-lowerdir)
+		case ",$SUPER_OPTS," in
+		*,lowerdir=/?*::/?*,*) ;;
+		*) bad "the layers were not given as one lowerdir string ($SUPER_OPTS)" ;;
+		esac
+		;;
+	*) bad "unknown mount path '$1'" ;;
+	esac
+	ls /run >/tmp/run.list
+	grep -q 'cfs-setup-root' /tmp/run.list && bad "left in /run: $(grep 'cfs-setup-root' /tmp/run.list | tr '\n' ' ')"
+}
+
+# expect_ro_physical_root: the physical root at /sysroot is mounted read-only
+# (the mount and its superblock), before the run.
+expect_ro_physical_root() {
+	expect_mount /sysroot ext4 "$disk"
+	has_opt "$MOUNT_OPTS" ro && has_opt "$SUPER_OPTS" ro ||
+		bad "the physical root was not mounted read-only ($MOUNT_OPTS; $SUPER_OPTS)"
 }
 
 # object_of DIGEST: the object path for a file digest in the repository.
@@ -365,6 +406,43 @@ etc-var-none)
 	has_opt "$MOUNT_OPTS" rw || bad "/sysroot/sysroot read-only despite readonly = false"
 	verdict etc-var-none keep
 	verdict sysroot-writable
+	;;
+ro-root)
+	# The physical root mounted read-only, as initramfs-tools and GRUB's
+	# default `ro` leave it: the run must make its superblock writable
+	# (what `rw` would have done), create the deployment's state and mount
+	# /etc and /var from it, writable, while the view of the physical root
+	# at /sysroot/sysroot stays read-only.
+	[ -e "/sysroot/state/deploy/$DIGEST_A" ] && bad "state existed before the run"
+	expect_ro_physical_root
+	run_tool
+	expect_rc 0 || fatal ro-root
+	expect_composefs_root "$DIGEST_A"
+	expect_state_mounts "$DIGEST_A"
+	expect_mount /sysroot/sysroot ext4 "$disk"
+	has_opt "$SUPER_OPTS" rw || bad "the physical root's superblock stayed read-only ($SUPER_OPTS)"
+	readback /sysroot
+	verdict ro-root
+	;;
+ro-device)
+	# The disk itself is read-only (QEMU readonly=on): its superblock cannot
+	# be made writable, so /etc and /var fall back to transient ones: they
+	# take writes, in memory, and nothing reaches the disk.
+	expect_ro_physical_root
+	[ "$(cat "/sys/block/${disk#/dev/}/ro")" = 1 ] || bad "$disk is not a read-only device"
+	run_tool
+	expect_rc 0 || fatal ro-device-transient
+	expect_composefs_root "$DIGEST_A"
+	readback /sysroot
+	for d in etc var; do
+		expect_mount "/sysroot/$d" overlay '*'
+		echo probe >"/sysroot/$d/cfstest-probe" || bad "/$d not writable"
+	done
+	[ -f /sysroot/etc/cfstest/base.conf ] || bad "/etc does not show the image's files"
+	[ -e "/sysroot/sysroot/state/deploy/$DIGEST_A" ] && bad "a state directory exists on the read-only disk"
+	expect_mount /sysroot/sysroot ext4 "$disk"
+	has_opt "$MOUNT_OPTS" ro || bad "/sysroot/sysroot not read-only ($MOUNT_OPTS)"
+	verdict ro-device-transient
 	;;
 *)
 	echo "CFSTEST-RESULT: FAIL $boot: unknown boot"
