@@ -73,6 +73,7 @@ deps_install() {
 			--no-install-recommends $pkgs </dev/null 2>&1); then
 			printf 'deps: apt-get install %sfailed:\n' "$pkgs" >&2
 			printf '%s\n' "$out" | tail -n 15 | sed 's/^/    /' >&2
+			break
 		fi
 	done
 	missing=$(deps_missing "$@")
