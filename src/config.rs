@@ -78,7 +78,14 @@ pub struct Config {
     /// `[image] check-digest` (true): in insecure mode, an image without kernel fs-verity has its
     /// digest computed in userspace and a mismatch is refused. Secure mode always checks.
     pub check_digest: bool,
+    /// `[image] max-size` (1 GiB): the largest image accepted, in bytes. A composefs image
+    /// holds metadata only (tens of MB for a large OS); a bigger one is refused rather than
+    /// hashed for minutes in a silent boot.
+    pub max_image_size: u64,
 }
+
+/// The default `[image] max-size`: 1 GiB, over 20 times the image of a large OS.
+pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 1 << 30;
 
 impl Default for Config {
     fn default() -> Self {
@@ -88,6 +95,7 @@ impl Default for Config {
             var: MountMode::Bind,
             sysroot_readonly: true,
             check_digest: true,
+            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
         }
     }
 }
@@ -152,6 +160,7 @@ const KNOWN_KEYS: &[&str] = &[
     "var.transient",
     "sysroot.readonly",
     "image.check-digest",
+    "image.max-size",
 ];
 
 /// Parse config text. Unknown keys become warnings; unknown values are errors.
@@ -1036,6 +1045,7 @@ fn interpret(document: Document) -> Result<(Config, Vec<ConfigWarning>), ConfigE
             }
             ["sysroot", "readonly"] => config.sysroot_readonly = boolean(entry)?,
             ["image", "check-digest"] => config.check_digest = boolean(entry)?,
+            ["image", "max-size"] => config.max_image_size = size(entry)?,
             [section] if KNOWN_SECTIONS.contains(section) => {
                 return Err(value_error(
                     entry,
@@ -1105,6 +1115,26 @@ fn boolean(entry: &Entry) -> Result<bool, ConfigError> {
         _ => "",
     };
     Err(value_error(entry, format!("expected true or false{hint}")))
+}
+
+/// A positive integer number of bytes (TOML integer: decimal, `_` between digits).
+fn size(entry: &Entry) -> Result<u64, ConfigError> {
+    let raw = entry.value.raw.trim();
+    let digits_ok = !raw.is_empty()
+        && raw.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+        && !raw.starts_with('_')
+        && !raw.ends_with('_')
+        && !raw.contains("__");
+    let value = digits_ok
+        .then(|| raw.replace('_', "").parse::<u64>().ok())
+        .flatten()
+        .filter(|v| *v > 0);
+    value.ok_or_else(|| {
+        value_error(
+            entry,
+            "expected a positive integer number of bytes, e.g. 1073741824".into(),
+        )
+    })
 }
 
 /// A `mount` value other than `auto`, aliases included.
@@ -1298,6 +1328,7 @@ readonly = false
 
 [image]
 check-digest = false
+max-size = 1_000_000
 "#;
         assert_eq!(
             clean(text),
@@ -1307,6 +1338,7 @@ check-digest = false
                 var: MountMode::None,
                 sysroot_readonly: false,
                 check_digest: false,
+                max_image_size: 1_000_000,
             }
         );
     }
@@ -1323,8 +1355,31 @@ check-digest = false
                 var: MountMode::Overlay,
                 sysroot_readonly: false,
                 check_digest: false,
+                max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             }
         );
+    }
+
+    #[test]
+    fn max_size_takes_positive_integers_only() {
+        assert_eq!(clean("image.max-size = 4096").max_image_size, 4096);
+        for bad in [
+            "0",
+            "-1",
+            "\"1G\"",
+            "1.5",
+            "_1",
+            "1__0",
+            "true",
+            "99999999999999999999",
+        ] {
+            let text = format!("[image]\nmax-size = {bad}\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("line 2") && err.contains("positive integer"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
