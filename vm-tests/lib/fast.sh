@@ -122,7 +122,7 @@ builder_boot() {
 	cat "$FAST_BASE/base.cpio" "$FAST_CFSCTL/cfsctl.cpio" >"$dir/builder.cpio"
 	vm_boot "$log" "$timeout" 'CFSTEST-END' 5 \
 		-kernel "$KERNEL_IMAGE" -initrd "$dir/builder.cpio" \
-		-append "console=ttyS0 panic=-1 loglevel=4 cfstest.mode=build cfstest.build=$build" \
+		-append "$GUEST_KARGS loglevel=4 cfstest.mode=build cfstest.build=$build" \
 		"${drives[@]}" || true
 	rm -f "$dir/builder.cpio"
 	say "$build disk: builder boot took ${BOOT_SECONDS}s"
@@ -184,7 +184,7 @@ fast_boot() {
 	[ "$boot" = ro-device ] && disk_a=readonly=on
 	vm_boot "$log" "${CFS_VM_FAST_TIMEOUT:-120}" 'CFSTEST-END' 5 \
 		-kernel "$kernel" -initrd "$initrd" \
-		-append "console=ttyS0 panic=-1 loglevel=4 cfstest.mode=case cfstest.boot=$base $guest $(fast_kargs "$base")" \
+		-append "$GUEST_KARGS loglevel=4 cfstest.mode=case cfstest.boot=$base $guest $(fast_kargs "$base")" \
 		-drive "file=$FAST_DISKS/disk-a.img,format=raw,if=virtio,$disk_a" \
 		-drive "file=$FAST_DISKS/disk-c.img,format=raw,if=virtio,snapshot=on" || rc=$?
 	report_boot "fast/$boot" "$log" "$rc" ${BOOT_CASES[$boot]}

@@ -110,7 +110,7 @@ full_prepare() {
 	qemu-img create -q -f qcow2 -F raw -b "$FULL_DISK/disk.img" "$FULL_RUN/disk.qcow2"
 }
 
-FULL_CMDLINE="console=ttyS0 root=LABEL=cfstest-root rw panic=-1 loglevel=4 systemd.show_status=1"
+FULL_CMDLINE="$GUEST_KARGS root=LABEL=cfstest-root rw loglevel=4 systemd.show_status=1"
 
 # full_boot_first LOG DRIVE_ARG...: the first boot of the full disk, as the
 # demo shows it and full-boot checks it (DRIVE_ARG: the disk's -drive).
