@@ -113,7 +113,7 @@ itools_prepare() {
 
 # No rw/ro here: each boot adds its own (initramfs-tools mounts the root
 # read-only unless told rw).
-ITOOLS_CMDLINE="console=ttyS0 root=LABEL=cfstest-root panic=-1 loglevel=4 systemd.show_status=1"
+ITOOLS_CMDLINE="$GUEST_KARGS root=LABEL=cfstest-root loglevel=4 systemd.show_status=1"
 
 # What initramfs-tools' panic prints with panic= set, and a sign that the
 # root's systemd started.
