@@ -37,10 +37,10 @@ use crate::verity::{MeasureError, Measurement, measure};
 /// What execute needs that the plan only names: the opened repository, image and sysroot.
 #[derive(Debug)]
 pub struct Resources {
-    /// The repository.
-    pub repo: Repository,
-    /// The chosen image, opened.
-    pub image: ImageFile,
+    /// The repository (none with `--root-fs`).
+    pub repo: Option<Repository>,
+    /// The chosen image, opened (none with `--root-fs`).
+    pub image: Option<ImageFile>,
     /// The physical root, opened as a directory (`O_PATH`): the root of its mount.
     pub sysroot_fd: OwnedFd,
 }
@@ -366,7 +366,14 @@ impl Run<'_> {
                 });
                 Ok(())
             }
-            Step::TransientRoot => self.transient_root(),
+            Step::CloneRootTree { path } => {
+                let tree = Mount::clone_of(CWD, &path_str(path)?, &path.display().to_string())?;
+                tree.set_readonly(&path.display().to_string())?;
+                self.root = Some(clone_handle(&tree)?);
+                self.composefs = Some(tree);
+                Ok(())
+            }
+            Step::TransientRoot { source } => self.transient_root(source),
             Step::MountPhysicalRoot { target } => {
                 let physical = self
                     .physical
@@ -420,7 +427,7 @@ impl Run<'_> {
         mode: VerifyMode,
         max_size: u64,
     ) -> Result<(), ExecError> {
-        let size = self.res.image.size();
+        let size = self.image()?.size();
         if size > max_size {
             return Err(ExecError::TooLarge {
                 path: path.to_path_buf(),
@@ -428,7 +435,7 @@ impl Run<'_> {
                 max: max_size,
             });
         }
-        let measured = measure(self.res.image.as_fd()).map_err(|source| ExecError::Measure {
+        let measured = measure(self.image()?.as_fd()).map_err(|source| ExecError::Measure {
             path: path.to_path_buf(),
             source,
         })?;
@@ -442,7 +449,7 @@ impl Run<'_> {
             (Measurement::NoVerity, VerifyMode::KernelIfPresent) => Evidence::Unchecked,
             (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
                 let mut reader = ProgressReader {
-                    fd: self.res.image.as_fd(),
+                    fd: self.image()?.as_fd(),
                     offset: 0,
                     size,
                     next_report: PROGRESS_STEP,
@@ -509,11 +516,11 @@ impl Run<'_> {
     }
 
     fn erofs_from_file(&self) -> Result<Mount, ExecError> {
-        erofs_superblock(&proc_fd_path(self.res.image.as_fd()))
+        erofs_superblock(&proc_fd_path(self.image()?.as_fd()))
     }
 
     fn erofs_from_loop(&mut self) -> Result<Mount, ExecError> {
-        let dev = LoopDevice::attach(self.res.image.as_fd())?;
+        let dev = LoopDevice::attach(self.image()?.as_fd())?;
         log::info!("bound {} to the image", dev.path());
         let erofs = erofs_superblock(dev.path());
         // Held until the end: autoclear releases the device once the mount is gone.
@@ -522,7 +529,12 @@ impl Run<'_> {
     }
 
     fn mount_composefs(&mut self, source: &str, verity: OverlayVerity) -> Result<(), ExecError> {
-        let objects = self.res.repo.open_objects()?;
+        let objects = self
+            .res
+            .repo
+            .as_ref()
+            .ok_or_else(|| missing("repository"))?
+            .open_objects()?;
         let erofs = self.erofs.take().ok_or_else(|| missing("erofs mount"))?;
         let ctx = FsContext::new("overlay")?;
         ctx.set_string("source", source)?;
@@ -550,12 +562,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn transient_root(&mut self) -> Result<(), ExecError> {
+    fn transient_root(&mut self, source: &str) -> Result<(), ExecError> {
         let root = self.root.take().ok_or_else(|| missing("root mount"))?;
-        let overlay = self.transient_overlay(root.as_fd(), "root")?;
+        let overlay = self.transient_overlay(root.as_fd(), "root", source)?;
         if self.attach_first() {
-            // Stack the transient overlay over the composefs root already on the sysroot.
-            let target = self.plan.sysroot.clone();
+            // Stack the transient overlay over the composefs root already attached.
+            let target = self.plan.target.clone();
             overlay.attach(CWD, &path_str(&target)?, &target.display().to_string())?;
             let mount = clone_handle(&overlay)?;
             self.undo.push(Undo::Unmount { mount, at: target });
@@ -566,7 +578,12 @@ impl Run<'_> {
     }
 
     /// An overlay of `lower` with a fresh tmpfs as upper (changes are lost at reboot).
-    fn transient_overlay(&mut self, lower: BorrowedFd<'_>, what: &str) -> Result<Mount, ExecError> {
+    fn transient_overlay(
+        &mut self,
+        lower: BorrowedFd<'_>,
+        what: &str,
+        source: &str,
+    ) -> Result<Mount, ExecError> {
         let tmpfs = FsContext::new("tmpfs")?;
         tmpfs.set_string("mode", "0755")?;
         let tmpfs = tmpfs.mount(MountAttrFlags::empty())?;
@@ -577,7 +594,7 @@ impl Run<'_> {
         let upper = make_dir(tmpfs.as_fd(), "upper", 0o755)?;
         let work = make_dir(tmpfs.as_fd(), "work", 0o700)?;
         let ctx = FsContext::new("overlay")?;
-        ctx.set_string("source", &format!("transient-{what}"))?;
+        ctx.set_string("source", source)?;
         self.set_layers(
             &ctx,
             Layers {
@@ -621,7 +638,8 @@ impl Run<'_> {
             }
             StateMount::Transient => {
                 let lower = self.image_dir(name)?;
-                let m = self.transient_overlay(lower.as_fd(), name)?;
+                let m =
+                    self.transient_overlay(lower.as_fd(), name, &format!("transient-{name}"))?;
                 self.unstage_after_attach(m, name, target)?;
                 return Ok(());
             }
@@ -654,7 +672,7 @@ impl Run<'_> {
         )
         .map_err(|errno| ExecError::Io {
             what: "open the image's directory",
-            path: self.plan.sysroot.join(name),
+            path: self.plan.target.join(name),
             errno,
         })
     }
@@ -677,6 +695,11 @@ impl Run<'_> {
             });
         }
         Ok(())
+    }
+
+    /// The image file (absent with `--root-fs`, whose plan has no step that reads it).
+    fn image(&self) -> Result<&ImageFile, ExecError> {
+        self.res.image.as_ref().ok_or_else(|| missing("image"))
     }
 
     fn root(&self) -> Result<&Mount, ExecError> {
@@ -792,11 +815,13 @@ impl Run<'_> {
     }
 
     fn release_staging_dir(&mut self) {
-        if let Some(staging) = &self.plan.staging
-            && let Some(pos) = self
-                .undo
-                .iter()
-                .position(|u| matches!(u, Undo::RemoveStagingDir(p) if p == staging))
+        let Some(staging) = &self.plan.staging else {
+            return;
+        };
+        if let Some(pos) = self
+            .undo
+            .iter()
+            .position(|u| matches!(u, Undo::RemoveStagingDir(p) if p == staging))
         {
             self.undo.remove(pos);
             if let Err(e) = rustix::fs::rmdir(staging) {

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod cmdline;
 pub mod config;
 pub mod digest;
@@ -44,7 +45,7 @@ pub mod exit {
 }
 
 /// What the command line of the binary asks for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The physical root (`/sysroot`).
     pub sysroot: PathBuf,
@@ -52,6 +53,10 @@ pub struct Options {
     pub config: PathBuf,
     /// The kernel command line, if given (else `/proc/cmdline` is read).
     pub cmdline: Option<String>,
+    /// `--target`: where the new root goes, instead of over the sysroot (which is left alone).
+    pub target: Option<PathBuf>,
+    /// `--root-fs`: a tree to use as the root instead of the composefs image.
+    pub root_fs: Option<PathBuf>,
     /// Print the plan, mount nothing.
     pub dry_run: bool,
     /// Test-only mount-path overrides.
@@ -177,44 +182,23 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         return Err(RunError::NoUsableImage(malformed()));
     }
 
-    let repo = repo::Repository::open(&opts.sysroot).map_err(RunError::Repository)?;
-    match repo.algorithm() {
-        Some(a) => ::log::info!("repository {} uses fsverity-{a}-12", repo.path().display()),
-        None => ::log::info!(
-            "repository {} has no meta.json: taking the algorithm from the argument",
-            repo.path().display()
-        ),
-    }
-    let plan::Chosen {
-        index,
-        found: image,
-        skipped,
-    } = match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| {
-        match repo.open_image(d) {
-            repo::ImageLookup::Found(image) => plan::Lookup::Found(image),
-            repo::ImageLookup::Absent => plan::Lookup::Absent,
-            repo::ImageLookup::Unusable(e) => plan::Lookup::Unusable(e.to_string()),
-            repo::ImageLookup::Escapes(e) => plan::Lookup::Refused(e),
+    // `--root-fs`: the tree stands in for the image, and the first composefs argument names
+    // the deployment (the peer's meaning); no repository is opened.
+    let (repo, image, index) = match &opts.root_fs {
+        Some(tree) => {
+            ::log::info!(
+                "booting the tree {} ({}, --root-fs)",
+                tree.display(),
+                kargs.selectors[0].arg
+            );
+            (None, None, 0)
         }
-    }) {
-        Ok(chosen) => chosen,
-        Err(plan::ChooseError::NoneUsable(mut skipped)) => {
-            skipped.extend(malformed());
-            return Err(RunError::NoUsableImage(skipped));
+        None => {
+            let (repo, image, index) = open_chosen_image(opts, &kargs.selectors, malformed)?;
+            (Some(repo), Some(image), index)
         }
-        Err(plan::ChooseError::Refused(e)) => return Err(RunError::Refused(e)),
     };
-    for (arg, why) in &skipped {
-        ::log::info!("skipping {arg}: {why}");
-    }
     let selector = &kargs.selectors[index];
-    ::log::info!(
-        "booting {} ({}, {} bytes){}",
-        image.path().display(),
-        selector.arg,
-        image.size(),
-        if selector.insecure { ", insecure" } else { "" }
-    );
 
     let features = match features::probe() {
         Ok(f) => f,
@@ -236,11 +220,20 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     };
     let physical = physroot::survey(sysroot_fd.as_fd());
     ::log::info!("physical root {}: {physical}", opts.sysroot.display());
+    let target = opts.target.as_deref().unwrap_or(&opts.sysroot);
     let inputs = plan::Inputs {
         sysroot: &opts.sysroot,
+        target,
+        root_fs: opts.root_fs.as_deref(),
         selector,
-        image_path: image.path().to_path_buf(),
-        objects_path: repo.path().join("objects"),
+        image_path: image
+            .as_ref()
+            .map(|i| i.path().to_path_buf())
+            .unwrap_or_default(),
+        objects_path: repo
+            .as_ref()
+            .map(|r| r.path().join("objects"))
+            .unwrap_or_default(),
         config: &config,
         strategy,
         etc_state,
@@ -262,10 +255,55 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     execute::execute(&plan, resources)?;
     ::log::info!(
         "done: {} is the composefs root {}, ready for switch_root",
-        opts.sysroot.display(),
+        target.display(),
         plan.digest
     );
     Ok(Outcome::Done(plan))
+}
+
+/// Opens the repository and the image of the first selector it has.
+fn open_chosen_image(
+    opts: &Options,
+    selectors: &[cmdline::ImageSelector],
+    malformed: impl Fn() -> Vec<(String, SkipReason)>,
+) -> Result<(repo::Repository, repo::ImageFile, usize), RunError> {
+    let repo = repo::Repository::open(&opts.sysroot).map_err(RunError::Repository)?;
+    match repo.algorithm() {
+        Some(a) => ::log::info!("repository {} uses fsverity-{a}-12", repo.path().display()),
+        None => ::log::info!(
+            "repository {} has no meta.json: taking the algorithm from the argument",
+            repo.path().display()
+        ),
+    }
+    let plan::Chosen {
+        index,
+        found: image,
+        skipped,
+    } = match plan::choose_image(selectors, repo.algorithm(), |d| match repo.open_image(d) {
+        repo::ImageLookup::Found(image) => plan::Lookup::Found(image),
+        repo::ImageLookup::Absent => plan::Lookup::Absent,
+        repo::ImageLookup::Unusable(e) => plan::Lookup::Unusable(e.to_string()),
+        repo::ImageLookup::Escapes(e) => plan::Lookup::Refused(e),
+    }) {
+        Ok(chosen) => chosen,
+        Err(plan::ChooseError::NoneUsable(mut skipped)) => {
+            skipped.extend(malformed());
+            return Err(RunError::NoUsableImage(skipped));
+        }
+        Err(plan::ChooseError::Refused(e)) => return Err(RunError::Refused(e)),
+    };
+    for (arg, why) in &skipped {
+        ::log::info!("skipping {arg}: {why}");
+    }
+    let selector = &selectors[index];
+    ::log::info!(
+        "booting {} ({}, {} bytes){}",
+        image.path().display(),
+        selector.arg,
+        image.size(),
+        if selector.insecure { ", insecure" } else { "" }
+    );
+    Ok((repo, image, index))
 }
 
 use std::os::fd::AsFd;

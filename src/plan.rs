@@ -76,6 +76,11 @@ pub enum Step {
         /// is built.
         staging: Option<PathBuf>,
     },
+    /// `--root-fs`: a read-only clone of a directory tree stands in for the composefs image.
+    CloneRootTree {
+        /// The tree.
+        path: PathBuf,
+    },
     /// Create the composefs overlay: erofs below, `objects/` as data-only layer, read-only.
     MountComposefs {
         /// The overlay's `source`: `composefs:<hex>`.
@@ -114,7 +119,10 @@ pub enum Step {
         target: PathBuf,
     },
     /// A tmpfs-upper overlay over the composefs root.
-    TransientRoot,
+    TransientRoot {
+        /// The overlay's `source`: `transient:composefs=<hex>`, which bootc reads back.
+        source: String,
+    },
     /// Attach the physical root's clone at `<new root>/sysroot`.
     MountPhysicalRoot {
         /// Final path, for messages.
@@ -149,8 +157,10 @@ pub enum Step {
 /// A complete plan: the image chosen, the mount path, and the steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The sysroot being set up.
+    /// The physical root.
     pub sysroot: PathBuf,
+    /// Where the new root is attached: the sysroot, or `--target`.
+    pub target: PathBuf,
     /// The image's digest.
     pub digest: Digest,
     /// The mount path.
@@ -169,6 +179,10 @@ pub struct Plan {
 pub struct Inputs<'a> {
     /// The physical root, e.g. `/sysroot`.
     pub sysroot: &'a Path,
+    /// Where the new root goes: the sysroot (over the physical root), or `--target`.
+    pub target: &'a Path,
+    /// `--root-fs`: a tree used as the root instead of the image.
+    pub root_fs: Option<&'a Path>,
     /// The chosen selector.
     pub selector: &'a ImageSelector,
     /// The image path, for messages.
@@ -199,34 +213,40 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let attach_first = inputs.strategy.assembly != Assembly::Detached;
     let staging = attach_first.then(|| inputs.staging.clone());
     let deploy = Path::new(DEPLOY_DIR).join(&hex);
-    let in_root = |rel: &str| inputs.sysroot.join(rel);
+    let in_root = |rel: &str| inputs.target.join(rel);
     let mut steps = Vec::new();
     let mut warnings = Vec::new();
 
-    let mode = match (inputs.selector.insecure, cfg.check_digest) {
-        (false, _) => VerifyMode::KernelRequired,
-        (true, true) => VerifyMode::KernelOrComputed,
-        (true, false) => VerifyMode::KernelIfPresent,
-    };
-    steps.push(Step::VerifyImage {
-        path: inputs.image_path.clone(),
-        expected: digest,
-        mode,
-        max_size: cfg.max_image_size,
-    });
-    steps.push(Step::MountErofs {
-        backing: inputs.strategy.erofs,
-        staging: staging.as_ref().map(|s| s.join("erofs")),
-    });
-    steps.push(Step::MountComposefs {
-        source: format!("composefs:{hex}"),
-        verity: if inputs.selector.insecure {
-            OverlayVerity::IfImageHasVerity
-        } else {
-            OverlayVerity::Require
-        },
-        objects: inputs.objects_path.clone(),
-    });
+    if let Some(tree) = inputs.root_fs {
+        steps.push(Step::CloneRootTree {
+            path: tree.to_path_buf(),
+        });
+    } else {
+        let mode = match (inputs.selector.insecure, cfg.check_digest) {
+            (false, _) => VerifyMode::KernelRequired,
+            (true, true) => VerifyMode::KernelOrComputed,
+            (true, false) => VerifyMode::KernelIfPresent,
+        };
+        steps.push(Step::VerifyImage {
+            path: inputs.image_path.clone(),
+            expected: digest,
+            mode,
+            max_size: cfg.max_image_size,
+        });
+        steps.push(Step::MountErofs {
+            backing: inputs.strategy.erofs,
+            staging: staging.as_ref().map(|s| s.join("erofs")),
+        });
+        steps.push(Step::MountComposefs {
+            source: format!("composefs:{hex}"),
+            verity: if inputs.selector.insecure {
+                OverlayVerity::IfImageHasVerity
+            } else {
+                OverlayVerity::Require
+            },
+            objects: inputs.objects_path.clone(),
+        });
+    }
     steps.push(Step::ClonePhysicalRoot {
         sysroot: inputs.sysroot.to_path_buf(),
         readonly: cfg.sysroot_readonly,
@@ -275,13 +295,15 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     // Attach-first paths put the root in place now and mount beneath it by path; the
     // detached path builds the whole tree first and attaches it last, in one move.
     let attach = Step::AttachRoot {
-        target: inputs.sysroot.to_path_buf(),
+        target: inputs.target.to_path_buf(),
     };
     if attach_first {
         steps.push(attach.clone());
     }
     if cfg.root_transient {
-        steps.push(Step::TransientRoot);
+        steps.push(Step::TransientRoot {
+            source: format!("transient:composefs={hex}"),
+        });
     }
     steps.push(Step::MountPhysicalRoot {
         target: in_root("sysroot"),
@@ -299,6 +321,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     }
     Plan {
         sysroot: inputs.sysroot.to_path_buf(),
+        target: inputs.target.to_path_buf(),
         digest,
         strategy: inputs.strategy,
         staging,
@@ -424,9 +447,7 @@ pub fn choose_image<T, E>(
 ) -> Result<Chosen<T>, ChooseError<E>> {
     let mut skipped = Vec::new();
     for (index, sel) in selectors.iter().enumerate() {
-        if let Some(repo_alg) = repository
-            && sel.digest.algorithm() != repo_alg
-        {
+        if let Some(repo_alg) = repository.filter(|&a| a != sel.digest.algorithm()) {
             skipped.push((
                 sel.arg.clone(),
                 SkipReason::OtherAlgorithm {
@@ -534,9 +555,15 @@ impl fmt::Display for Step {
             Step::AttachRoot { target } => {
                 write!(f, "attach the new root on {}", target.display())
             }
-            Step::TransientRoot => {
-                f.write_str("mount a transient overlay over the root (tmpfs upper, lost at reboot)")
-            }
+            Step::CloneRootTree { path } => write!(
+                f,
+                "clone the tree {} read-only as the root (--root-fs: no image, nothing verified)",
+                path.display()
+            ),
+            Step::TransientRoot { source } => write!(
+                f,
+                "mount a transient overlay {source} over the root (tmpfs upper, lost at reboot)"
+            ),
             Step::MountPhysicalRoot { target } => {
                 write!(f, "mount the physical root at {}", target.display())
             }
@@ -571,10 +598,13 @@ impl fmt::Display for Step {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plan for {}", self.sysroot.display())?;
+        if self.target != self.sysroot {
+            write!(f, " at {}", self.target.display())?;
+        }
         writeln!(
             f,
-            "plan for {}: image {}:{}, {}",
-            self.sysroot.display(),
+            ": image {}:{}, {}",
             self.digest.algorithm(),
             self.digest,
             self.strategy
@@ -613,6 +643,8 @@ mod tests {
     ) -> String {
         let mut inputs = Inputs {
             sysroot: Path::new("/sysroot"),
+            target: Path::new("/sysroot"),
+            root_fs: None,
             selector: sel,
             image_path: PathBuf::from(format!("/sysroot/composefs/images/{HEX}")),
             objects_path: PathBuf::from("/sysroot/composefs/objects"),
@@ -678,7 +710,7 @@ step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysro
 step 4: clone the physical root /sysroot with the mounts beneath it (writable, private)
 step 5: open a writable, private view of /sysroot for the state directories, staged at /run/cfs-setup-root.1/state
 step 6: attach the new root on /sysroot
-step 7: mount a transient overlay over the root (tmpfs upper, lost at reboot)
+step 7: mount a transient overlay transient:composefs=H over the root (tmpfs upper, lost at reboot)
 step 8: mount the physical root at /sysroot/sysroot
 step 9: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
 step 10: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
@@ -718,6 +750,52 @@ step 8: ensure state directory state/deploy/H/etc exists (mode 0755 if created)
 step 9: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
 ";
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn golden_target_and_root_fs_on_6_12() {
+        // --target: the same plan with another destination; --root-fs: a tree for the image.
+        let k = KernelFeatures {
+            detached_trees: false,
+            fd_layers: false,
+            ..KernelFeatures::ALL
+        };
+        let config = Config {
+            root_transient: true,
+            ..Config::default()
+        };
+        let got = render(&selector(false), &config, k, EtcState::OverlayDirs, |i| {
+            i.target = Path::new("/run/next");
+            i.root_fs = Some(Path::new("/srv/tree"));
+        });
+        let want = "\
+plan for /sysroot at /run/next: image sha256:H, attach-first assembly, file-backed erofs (loop device fallback), layers as paths
+step 1: clone the tree /srv/tree read-only as the root (--root-fs: no image, nothing verified)
+step 2: clone the physical root /sysroot with the mounts beneath it (read-only, private)
+step 3: open a writable, private view of /sysroot for the state directories, staged at /run/cfs-setup-root.1/state
+step 4: attach the new root on /run/next
+step 5: mount a transient overlay transient:composefs=H over the root (tmpfs upper, lost at reboot)
+step 6: mount the physical root at /run/next/sysroot
+step 7: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
+step 8: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
+step 9: mount /etc on /run/next/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
+step 10: ensure state directory state/deploy/H/var exists (mode 0755 if created)
+step 11: mount /var on /run/next/var: bind of state/deploy/H/var
+";
+        assert_eq!(got, want);
+        // Detached: the whole tree is built first and attached at the target last.
+        let got = render(
+            &selector(false),
+            &Config::default(),
+            KernelFeatures::ALL,
+            EtcState::OverlayDirs,
+            |i| i.target = Path::new("/run/next"),
+        );
+        assert!(
+            got.ends_with(": attach the new root on /run/next\n"),
+            "{got}"
+        );
+        assert!(!got.contains("on /sysroot"), "{got}");
     }
 
     #[test]

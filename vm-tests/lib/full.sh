@@ -94,7 +94,8 @@ full_disk_build() {
 }
 
 # full_rootfs_prepare: the mmdebstrap root, built or reused (the
-# initramfs-tools tier derives its root from it too). Sets FULL_ROOTFS.
+# initramfs-tools and msrv tiers derive their roots from it too). Sets
+# FULL_ROOTFS.
 full_rootfs_prepare() {
 	cached full-rootfs "$(key_of "$GUEST_SUITE" "$DEBIAN_MIRROR" "${FULL_PACKAGES[*]}" \
 		"$KERNEL_PKG=$KERNEL_PKGVER" "$(declare -f full_rootfs_build)")" full_rootfs_build
