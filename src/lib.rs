@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod cmdline;
 pub mod config;
 pub mod digest;
@@ -16,8 +17,10 @@ mod json;
 pub mod log;
 pub mod loopdev;
 pub mod mount;
+pub mod physroot;
 pub mod plan;
 pub mod repo;
+pub mod verdict;
 pub mod verity;
 
 use std::path::{Path, PathBuf};
@@ -33,15 +36,16 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// No selector names an image the repository has (or no repository).
     pub const NO_IMAGE: u8 = 3;
-    /// The image was refused: digest mismatch, no fs-verity in secure mode, or a
-    /// repository entry that escapes the repository or is not a regular file.
+    /// The image was refused: digest mismatch, no fs-verity in secure mode, larger than
+    /// `[image] max-size`, or an entry that leads out of the repository or the state
+    /// directory.
     pub const REFUSED: u8 = 4;
     /// A mount step failed, or the kernel lacks a needed feature; everything was undone.
     pub const MOUNT: u8 = 5;
 }
 
 /// What the command line of the binary asks for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The physical root (`/sysroot`).
     pub sysroot: PathBuf,
@@ -49,6 +53,10 @@ pub struct Options {
     pub config: PathBuf,
     /// The kernel command line, if given (else `/proc/cmdline` is read).
     pub cmdline: Option<String>,
+    /// `--target`: where the new root goes, instead of over the sysroot (which is left alone).
+    pub target: Option<PathBuf>,
+    /// `--root-fs`: a tree to use as the root instead of the composefs image.
+    pub root_fs: Option<PathBuf>,
     /// Print the plan, mount nothing.
     pub dry_run: bool,
     /// Test-only mount-path overrides.
@@ -93,7 +101,7 @@ pub enum RunError {
     Probe(std::io::Error),
     /// A step failed (and was undone).
     #[error("{0}")]
-    Step(#[from] execute::StepError),
+    Step(#[from] Box<execute::StepError>),
 }
 
 fn list(skipped: &[(String, SkipReason)]) -> String {
@@ -115,7 +123,7 @@ impl RunError {
             RunError::NoUsableImage(_) | RunError::Repository(_) => exit::NO_IMAGE,
             RunError::Refused(_) => exit::REFUSED,
             RunError::Feature(_) | RunError::Probe(_) => exit::MOUNT,
-            RunError::Step(e) if e.cause.is_verification() => exit::REFUSED,
+            RunError::Step(e) if e.cause.is_refusal() => exit::REFUSED,
             RunError::Step(_) => exit::MOUNT,
         }
     }
@@ -138,7 +146,9 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         Some(text) => text.clone(),
         None => {
             let path = PathBuf::from("/proc/cmdline");
-            std::fs::read_to_string(&path).map_err(|source| RunError::Cmdline { path, source })?
+            let bytes =
+                std::fs::read(&path).map_err(|source| RunError::Cmdline { path, source })?;
+            cmdline::text_from_bytes(&bytes)
         }
     };
     let kargs = cmdline::parse(&text);
@@ -172,37 +182,23 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         return Err(RunError::NoUsableImage(malformed()));
     }
 
-    let repo = repo::Repository::open(&opts.sysroot).map_err(RunError::Repository)?;
-    match repo.algorithm() {
-        Some(a) => ::log::info!("repository {} uses fsverity-{a}-12", repo.path().display()),
-        None => ::log::info!(
-            "repository {} has no meta.json: taking the algorithm from the argument",
-            repo.path().display()
-        ),
-    }
-    let plan::Chosen {
-        index,
-        found: image,
-        skipped,
-    } = match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| repo.open_image(d)) {
-        Ok(chosen) => chosen,
-        Err(plan::ChooseError::NoneUsable(mut skipped)) => {
-            skipped.extend(malformed());
-            return Err(RunError::NoUsableImage(skipped));
+    // `--root-fs`: the tree stands in for the image, and the first composefs argument names
+    // the deployment (the peer's meaning); no repository is opened.
+    let (repo, image, index) = match &opts.root_fs {
+        Some(tree) => {
+            ::log::info!(
+                "booting the tree {} ({}, --root-fs)",
+                tree.display(),
+                kargs.selectors[0].arg
+            );
+            (None, None, 0)
         }
-        Err(plan::ChooseError::Refused(e)) => return Err(RunError::Refused(e)),
+        None => {
+            let (repo, image, index) = open_chosen_image(opts, &kargs.selectors, malformed)?;
+            (Some(repo), Some(image), index)
+        }
     };
-    for (arg, why) in &skipped {
-        ::log::info!("skipping {arg}: {why}");
-    }
     let selector = &kargs.selectors[index];
-    ::log::info!(
-        "booting {} ({}, {} bytes){}",
-        image.path().display(),
-        selector.arg,
-        image.size(),
-        if selector.insecure { ", insecure" } else { "" }
-    );
 
     let features = match features::probe() {
         Ok(f) => f,
@@ -216,15 +212,32 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     let strategy = features.strategy(opts.overrides)?;
 
     let sysroot_fd = repo::open_sysroot(&opts.sysroot).map_err(RunError::Repository)?;
-    let deploy = Path::new(repo::STATE_DEPLOY_DIR).join(selector.digest.to_hex());
+    let deploy = Path::new(repo::DEPLOY_DIR).join(selector.digest.to_hex());
+    let etc_state = match repo::StateDir::open(sysroot_fd.as_fd(), &opts.sysroot) {
+        Ok(Some(state)) => state.etc_state(&deploy),
+        Ok(None) => repo::EtcState::Missing,
+        Err(e) => return Err(RunError::Refused(e)),
+    };
+    let physical = physroot::survey(sysroot_fd.as_fd());
+    ::log::info!("physical root {}: {physical}", opts.sysroot.display());
+    let target = opts.target.as_deref().unwrap_or(&opts.sysroot);
     let inputs = plan::Inputs {
         sysroot: &opts.sysroot,
+        target,
+        root_fs: opts.root_fs.as_deref(),
         selector,
-        image_path: image.path().to_path_buf(),
-        objects_path: repo.path().join("objects"),
+        image_path: image
+            .as_ref()
+            .map(|i| i.path().to_path_buf())
+            .unwrap_or_default(),
+        objects_path: repo
+            .as_ref()
+            .map(|r| r.path().join("objects"))
+            .unwrap_or_default(),
         config: &config,
         strategy,
-        etc_state: repo::etc_state(sysroot_fd.as_fd(), &deploy),
+        etc_state,
+        physical,
         volatile_state: kargs.volatile_state,
         gpt_auto_root: gpt_auto_root(&opts.sysroot),
         staging: staging_dir(),
@@ -242,10 +255,55 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     execute::execute(&plan, resources)?;
     ::log::info!(
         "done: {} is the composefs root {}, ready for switch_root",
-        opts.sysroot.display(),
+        target.display(),
         plan.digest
     );
     Ok(Outcome::Done(plan))
+}
+
+/// Opens the repository and the image of the first selector it has.
+fn open_chosen_image(
+    opts: &Options,
+    selectors: &[cmdline::ImageSelector],
+    malformed: impl Fn() -> Vec<(String, SkipReason)>,
+) -> Result<(repo::Repository, repo::ImageFile, usize), RunError> {
+    let repo = repo::Repository::open(&opts.sysroot).map_err(RunError::Repository)?;
+    match repo.algorithm() {
+        Some(a) => ::log::info!("repository {} uses fsverity-{a}-12", repo.path().display()),
+        None => ::log::info!(
+            "repository {} has no meta.json: taking the algorithm from the argument",
+            repo.path().display()
+        ),
+    }
+    let plan::Chosen {
+        index,
+        found: image,
+        skipped,
+    } = match plan::choose_image(selectors, repo.algorithm(), |d| match repo.open_image(d) {
+        repo::ImageLookup::Found(image) => plan::Lookup::Found(image),
+        repo::ImageLookup::Absent => plan::Lookup::Absent,
+        repo::ImageLookup::Unusable(e) => plan::Lookup::Unusable(e.to_string()),
+        repo::ImageLookup::Escapes(e) => plan::Lookup::Refused(e),
+    }) {
+        Ok(chosen) => chosen,
+        Err(plan::ChooseError::NoneUsable(mut skipped)) => {
+            skipped.extend(malformed());
+            return Err(RunError::NoUsableImage(skipped));
+        }
+        Err(plan::ChooseError::Refused(e)) => return Err(RunError::Refused(e)),
+    };
+    for (arg, why) in &skipped {
+        ::log::info!("skipping {arg}: {why}");
+    }
+    let selector = &selectors[index];
+    ::log::info!(
+        "booting {} ({}, {} bytes){}",
+        image.path().display(),
+        selector.arg,
+        image.size(),
+        if selector.insecure { ", insecure" } else { "" }
+    );
+    Ok((repo, image, index))
 }
 
 use std::os::fd::AsFd;

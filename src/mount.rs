@@ -14,9 +14,11 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use rustix::fs::{AtFlags, CWD, StatxFlags};
 use rustix::io::Errno;
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
+    FsMountFlags, FsOpenFlags, FsPickFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
+    UnmountFlags,
 };
 
 /// A failed mount-API call: what was tried, the errno, and what the kernel said about it.
@@ -32,6 +34,24 @@ pub enum MountError {
         /// Messages from the filesystem context's log, if any.
         kernel: Vec<String>,
     },
+    /// Another mount covers ours: unmounting by path would take that one instead.
+    #[error(
+        "{} is covered by another mount (id {top}) stacked on ours (id {ours}) since: left in place",
+        at.display()
+    )]
+    Covered {
+        /// The mount point.
+        at: std::path::PathBuf,
+        /// Our mount's id.
+        ours: u64,
+        /// The id of the mount on top.
+        top: u64,
+    },
+}
+
+/// The mount id (`STATX_MNT_ID`) of the mount `path` resolves to from `dir`.
+fn mount_id<P: rustix::path::Arg>(dir: impl AsFd, path: P, flags: AtFlags) -> Result<u64, Errno> {
+    rustix::fs::statx(dir, path, flags, StatxFlags::MNT_ID).map(|st| st.stx_mnt_id)
 }
 
 impl MountError {
@@ -39,6 +59,7 @@ impl MountError {
     pub fn errno(&self) -> Errno {
         match self {
             MountError::Syscall { errno, .. } => *errno,
+            MountError::Covered { .. } => Errno::BUSY,
         }
     }
 
@@ -136,7 +157,14 @@ impl FsContext {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let text = String::from_utf8_lossy(&buf[..n.min(buf.len())]);
-                    messages.push(text.trim_end().to_string());
+                    // Each message starts with its kind: "e " error, "w " warning, "i " info.
+                    let text = text.trim_end();
+                    let text = text
+                        .strip_prefix("e ")
+                        .or_else(|| text.strip_prefix("w "))
+                        .or_else(|| text.strip_prefix("i "))
+                        .unwrap_or(text);
+                    messages.push(text.to_string());
                 }
             }
         }
@@ -155,12 +183,24 @@ impl Mount {
     /// `open_tree(dirfd, path, OPEN_TREE_CLONE)`: a detached copy of the mount at `path`
     /// (not of mounts beneath it).
     pub fn clone_of(dirfd: BorrowedFd<'_>, path: &str, what: &str) -> Result<Mount, MountError> {
-        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
-        let flags = if path.is_empty() {
-            flags | OpenTreeFlags::AT_EMPTY_PATH
-        } else {
-            flags
-        };
+        Self::clone_tree(dirfd, path, false, what)
+    }
+
+    /// `open_tree(dirfd, path, OPEN_TREE_CLONE [| AT_RECURSIVE])`: a detached copy of the
+    /// mount at `path`, with the mounts beneath it when `recursive` (`mount --rbind`).
+    pub fn clone_tree(
+        dirfd: BorrowedFd<'_>,
+        path: &str,
+        recursive: bool,
+        what: &str,
+    ) -> Result<Mount, MountError> {
+        let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        if path.is_empty() {
+            flags |= OpenTreeFlags::AT_EMPTY_PATH;
+        }
+        if recursive {
+            flags |= OpenTreeFlags::AT_RECURSIVE;
+        }
         let fd = rustix::mount::open_tree(dirfd, path, flags)
             .map_err(|e| MountError::syscall(format!("open_tree clone of {what}"), e))?;
         Ok(Mount { fd })
@@ -179,12 +219,39 @@ impl Mount {
 
     /// Make this mount (only this one, not the superblock) read-only.
     pub fn set_readonly(&self, what: &str) -> Result<(), MountError> {
-        mount_setattr(
-            self.fd.as_fd(),
-            MountAttrFlags::MOUNT_ATTR_RDONLY.bits() as u64,
-            0,
-        )
-        .map_err(|e| MountError::syscall(format!("mount_setattr read-only on {what}"), e))
+        self.set_attributes(MountAttributes::READ_ONLY, false, what)
+    }
+
+    /// `mount_setattr` on this mount, and on every mount beneath it when `recursive`.
+    pub fn set_attributes(
+        &self,
+        attrs: MountAttributes,
+        recursive: bool,
+        what: &str,
+    ) -> Result<(), MountError> {
+        mount_setattr(self.fd.as_fd(), attrs, recursive).map_err(|e| {
+            MountError::syscall(format!("mount_setattr ({}) on {what}", attrs.describe()), e)
+        })
+    }
+
+    /// Unmounts this mount, attached at `at` (`umount2(at, MNT_DETACH)`), only if it is the
+    /// mount on top there: a path names the top of a stack of mounts (even
+    /// `/proc/self/fd/N` of a covered mount does), so whatever someone else stacked on ours
+    /// since is left alone and reported instead of being unmounted in its place.
+    pub fn unmount(&self, at: &Path) -> Result<(), MountError> {
+        let what = || format!("unmount {}", at.display());
+        let ours = mount_id(self.fd.as_fd(), "", AtFlags::EMPTY_PATH)
+            .map_err(|e| MountError::syscall(what(), e))?;
+        let top =
+            mount_id(CWD, at, AtFlags::empty()).map_err(|e| MountError::syscall(what(), e))?;
+        if ours != top {
+            return Err(MountError::Covered {
+                at: at.to_path_buf(),
+                ours,
+                top,
+            });
+        }
+        rustix::mount::unmount(at, UnmountFlags::DETACH).map_err(|e| MountError::syscall(what(), e))
     }
 
     /// A second fd naming the same mount (one `dup`: the mount itself is not copied).
@@ -216,6 +283,54 @@ pub fn detach(path: &Path) -> Result<(), MountError> {
         .map_err(|e| MountError::syscall(format!("unmount {}", path.display()), e))
 }
 
+/// What a `mount_setattr` call changes: flags to set and clear, and a new propagation type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountAttributes {
+    /// `MOUNT_ATTR_*` flags to set.
+    pub set: MountAttrFlags,
+    /// `MOUNT_ATTR_*` flags to clear.
+    pub clear: MountAttrFlags,
+    /// Make the mounts private (no propagation to or from any peer group).
+    pub private: bool,
+}
+
+impl Default for MountAttributes {
+    fn default() -> Self {
+        MountAttributes {
+            set: MountAttrFlags::empty(),
+            clear: MountAttrFlags::empty(),
+            private: false,
+        }
+    }
+}
+
+impl MountAttributes {
+    /// Read-only, nothing else.
+    pub const READ_ONLY: MountAttributes = MountAttributes {
+        set: MountAttrFlags::MOUNT_ATTR_RDONLY,
+        clear: MountAttrFlags::empty(),
+        private: false,
+    };
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.set.contains(MountAttrFlags::MOUNT_ATTR_RDONLY) {
+            parts.push("read-only");
+        }
+        if self.clear.contains(MountAttrFlags::MOUNT_ATTR_RDONLY) {
+            parts.push("writable");
+        }
+        if self.private {
+            parts.push("private");
+        }
+        parts.join(", ")
+    }
+}
+
+/// `MS_PRIVATE` from `<linux/mount.h>`: the one propagation type `mount_setattr` takes that
+/// we use.
+const MS_PRIVATE: u64 = 1 << 18;
+
 /// `struct mount_attr` from `<linux/mount.h>` (MOUNT_ATTR_SIZE_VER0).
 #[repr(C)]
 struct MountAttr {
@@ -226,21 +341,27 @@ struct MountAttr {
 }
 static_assertions::assert_eq_size!(MountAttr, [u8; 32]);
 
-fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64) -> Result<(), Errno> {
+fn mount_setattr(fd: BorrowedFd<'_>, attrs: MountAttributes, recursive: bool) -> Result<(), Errno> {
     raw_mount_setattr(
         fd,
         &MountAttr {
-            attr_set: set,
-            attr_clr: clear,
-            propagation: 0,
+            attr_set: u64::from(attrs.set.bits()),
+            attr_clr: u64::from(attrs.clear.bits()),
+            propagation: if attrs.private { MS_PRIVATE } else { 0 },
             userns_fd: 0,
         },
+        recursive,
     )
 }
 
-/// `mount_setattr(fd, "", AT_EMPTY_PATH, attr, sizeof attr)`. rustix has no wrapper for it.
-fn raw_mount_setattr(fd: BorrowedFd<'_>, attr: &MountAttr) -> Result<(), Errno> {
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], attr, sizeof attr)`. rustix has no
+/// wrapper for it.
+fn raw_mount_setattr(fd: BorrowedFd<'_>, attr: &MountAttr, recursive: bool) -> Result<(), Errno> {
     let empty = CString::default();
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: mount_setattr reads `size_of::<MountAttr>()` bytes from `attr`, which is a
     // valid, initialised `#[repr(C)]` struct of exactly that size (asserted above); `empty`
     // is a valid NUL-terminated string; `fd` is open for the duration of the call. The
@@ -250,7 +371,7 @@ fn raw_mount_setattr(fd: BorrowedFd<'_>, attr: &MountAttr) -> Result<(), Errno> 
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
+            flags,
             attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -260,4 +381,29 @@ fn raw_mount_setattr(fd: BorrowedFd<'_>, attr: &MountAttr) -> Result<(), Errno> 
     } else {
         Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL))
     }
+}
+
+/// Makes the superblock of the mount `root` names read-only or writable
+/// (`fspick(root, "", FSPICK_EMPTY_PATH)`, the VFS flag `ro` or `rw`, then
+/// `FSCONFIG_CMD_RECONFIGURE`): what `mount -o remount,rw` does to the filesystem, leaving
+/// every mount's own read-only flag alone. `root` must be the root of a mount.
+pub fn reconfigure_superblock(
+    root: BorrowedFd<'_>,
+    readonly: bool,
+    what: &str,
+) -> Result<(), MountError> {
+    let flag = if readonly { "ro" } else { "rw" };
+    let fd = rustix::mount::fspick(
+        root,
+        "",
+        FsPickFlags::FSPICK_EMPTY_PATH | FsPickFlags::FSPICK_CLOEXEC,
+    )
+    .map_err(|e| MountError::syscall(format!("fspick {what}"), e))?;
+    let ctx = FsContext {
+        fd,
+        fstype: "superblock",
+    };
+    ctx.set_flag(flag)?;
+    rustix::mount::fsconfig_reconfigure(&ctx.fd)
+        .map_err(|e| ctx.error(format!("remounting {what} {flag} (reconfigure)"), e))
 }

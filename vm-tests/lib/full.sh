@@ -12,8 +12,10 @@
 #                 guest wrote (binary, dracut/, guest/full, builder)
 
 FULL_BOOTS=(full-boot full-persist full-emergency)
-BOOT_CASES[full-boot]="multi-user root-composefs-verity sysroot-readonly etc-var-deployment"
-BOOT_CASES[full-persist]="persistence digest-karg-unit"
+# What the booted root's report checks (the UKI boot checks the same).
+FULL_REPORT_CASES="multi-user root-composefs-verity sysroot-readonly etc-var-deployment"
+BOOT_CASES[full-boot]="$FULL_REPORT_CASES demo"
+BOOT_CASES[full-persist]="persistence digest-karg-unit ro-cmdline"
 BOOT_CASES[full-emergency]="wrong-digest-emergency"
 
 FULL_PACKAGES=(systemd systemd-sysv udev dracut zstd kmod e2fsprogs fsverity)
@@ -91,12 +93,19 @@ full_disk_build() {
 	grep -q DIGEST_ROOT "$dir/digests.env"
 }
 
-# full_prepare: the root, its initramfs and the disk, built or reused.
-full_prepare() {
-	[ -n "${FAST_BASE:-}" ] || fast_pieces
+# full_rootfs_prepare: the mmdebstrap root, built or reused (the
+# initramfs-tools and msrv tiers derive their roots from it too). Sets
+# FULL_ROOTFS.
+full_rootfs_prepare() {
 	cached full-rootfs "$(key_of "$GUEST_SUITE" "$DEBIAN_MIRROR" "${FULL_PACKAGES[*]}" \
 		"$KERNEL_PKG=$KERNEL_PKGVER" "$(declare -f full_rootfs_build)")" full_rootfs_build
 	FULL_ROOTFS=$CACHED
+}
+
+# full_prepare: the root, its initramfs and the disk, built or reused.
+full_prepare() {
+	[ -n "${FAST_BASE:-}" ] || fast_pieces
+	full_rootfs_prepare
 	cached full-disk "$(key_of "$(basename "$FULL_ROOTFS")" "$BIN" "$REPO/dracut" \
 		"$VM_TESTS/guest/full" "$VM_TESTS/guest/build.sh" "$VM_TESTS/guest/init" \
 		"$(basename "$FAST_CFSCTL")" "$(declare -f full_disk_build)")" full_disk_build
@@ -108,7 +117,17 @@ full_prepare() {
 	qemu-img create -q -f qcow2 -F raw -b "$FULL_DISK/disk.img" "$FULL_RUN/disk.qcow2"
 }
 
-FULL_CMDLINE="console=ttyS0 root=LABEL=cfstest-root rw panic=-1 loglevel=4 systemd.show_status=1"
+FULL_CMDLINE="$GUEST_KARGS root=LABEL=cfstest-root rw loglevel=4 systemd.show_status=1"
+
+# full_boot_first LOG DRIVE_ARG...: the first boot of the full disk, as the
+# demo shows it and full-boot checks it (DRIVE_ARG: the disk's -drive).
+full_boot_first() {
+	local log=$1
+	shift
+	vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
+		-kernel "$FULL_DISK/vmlinuz" -initrd "$FULL_DISK/initrd.img" \
+		-append "$FULL_CMDLINE composefs=$DIGEST_ROOT" "$@"
+}
 
 # What systemd and dracut print on the way to emergency mode: a boot that
 # gets there is over.
@@ -118,14 +137,22 @@ EMERGENCY_RE='Entering emergency mode|Reached target emergency.target|You are in
 full_boot() {
 	local boot=$1 log=$LOG_DIR/$1.log rc=0 bad
 	case $boot in
-	full-boot | full-persist)
-		# The second boot names the image in the other karg form, which
-		# the unit's ConditionKernelCommandLine must also accept.
-		local karg="composefs=$DIGEST_ROOT"
-		[ "$boot" = full-persist ] && karg="composefs.digest=v1-sha256-12:$DIGEST_ROOT"
+	full-boot)
+		full_boot_first "$log" -drive "file=$FULL_RUN/disk.qcow2,format=qcow2,if=virtio" || rc=$?
+		# What vm-tests/demo would print of this boot, and whether it shows
+		# what it must (case demo).
+		demo_show "$log" >"$log.demo"
+		demo_verdict "$log" "$rc" || true
+		;;
+	full-persist)
+		# The second boot of the same disk names the image in the other
+		# karg form, which the unit's ConditionKernelCommandLine must also
+		# accept, and has `ro` where the first had `rw` (GRUB's default:
+		# the physical root comes up read-only; /etc and /var must still
+		# be writable and keep the first boot's writes).
 		vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
 			-kernel "$FULL_DISK/vmlinuz" -initrd "$FULL_DISK/initrd.img" \
-			-append "$FULL_CMDLINE $karg" \
+			-append "${FULL_CMDLINE/ rw / ro } composefs.digest=v1-sha256-12:$DIGEST_ROOT" \
 			-drive "file=$FULL_RUN/disk.qcow2,format=qcow2,if=virtio" || rc=$?
 		;;
 	full-emergency)

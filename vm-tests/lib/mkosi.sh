@@ -37,7 +37,7 @@ EFI_TOOL=$VM_TESTS/lib/efi-tool.py
 MKOSI_IMAGE=cfs-debian
 # The UKI's command line is signed with it: whatever the guest should print
 # must be on it at build time.
-MKOSI_TEST_CMDLINE="console=ttyS0 panic=-1 loglevel=4 systemd.show_status=1"
+MKOSI_TEST_CMDLINE="$GUEST_KARGS loglevel=4 systemd.show_status=1"
 
 # The test build's extra tree: the report and its unit, files the report
 # reads back, and the file whose object the tamper boot corrupts.
