@@ -22,7 +22,9 @@
 #                   must win; /etc and /var keep the first boot's writes
 #   mkosi-unsigned  an ESP whose UKI has B's digest in .cmdline, not
 #                   re-signed: the firmware must refuse it
+# Each boot's deadline: CFS_VM_MKOSI_TIMEOUT seconds (420).
 
+# shellcheck disable=SC2034 # used by vm-tests/run
 MKOSI_BOOTS=(mkosi-boot mkosi-persist mkosi-unsigned)
 BOOT_CASES+=(
 	[mkosi-boot]="mkosi-boot tampered-image"
@@ -236,5 +238,6 @@ mkosi_boot() {
 		mkosi_verdict "$log" unsigned-uki-refused "${why[@]}"
 		;;
 	esac
+	# shellcheck disable=SC2086 # one argument per case
 	report_boot "$boot" "$log" "$rc" ${BOOT_CASES[$boot]}
 }
