@@ -18,6 +18,7 @@ pub mod loopdev;
 pub mod mount;
 pub mod plan;
 pub mod repo;
+pub mod tpm;
 pub mod verity;
 
 use std::path::{Path, PathBuf};
