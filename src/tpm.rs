@@ -255,6 +255,7 @@ impl ResponseCode {
                 "PCR 15 has an authorization value or policy set; cfs-setup-root extends with an empty password"
             }
             0x08B | 0x127 => "the TPM has no PCR 15 to extend",
+            0x084 => "the TPM refuses a value (in handle 1: it has no such PCR)",
             0x921 => "the TPM is in dictionary-attack lockout: wait, or reset the lockout",
             0x908 | 0x909 | 0x90A | 0x922 => "the TPM stayed busy after retries: try again",
             0x902..=0x904 => "the TPM is out of memory: too many sessions or objects are loaded",
@@ -776,6 +777,15 @@ pub fn measure(tpm: &mut dyn Transport, pcr: u32, event: &str) -> Result<Measure
 /// that cannot be written is a warning (as in systemd), not an error.
 pub fn measure_and_log(device: &Path, log: &Path, event: &str) -> Result<Measurement, TpmError> {
     let mut tpm = Device::open(device)?;
+    measure_and_log_with(&mut tpm, log, event)
+}
+
+/// [`measure_and_log`] through an open transport.
+pub fn measure_and_log_with(
+    tpm: &mut dyn Transport,
+    log: &Path,
+    event: &str,
+) -> Result<Measurement, TpmError> {
     // Locked before the extend, so nobody comes between our extend and our record.
     let locked = match EventLog::open(log) {
         Ok(l) => Some(l),
@@ -784,7 +794,7 @@ pub fn measure_and_log(device: &Path, log: &Path, event: &str) -> Result<Measure
             None
         }
     };
-    let mut m = measure(&mut tpm, IMAGE_PCR, event)?;
+    let mut m = measure(tpm, IMAGE_PCR, event)?;
     if let Some(l) = locked {
         let record = event_record(&m, &boot_id(), boottime_usec());
         match l.append(&record) {
