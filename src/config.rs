@@ -64,6 +64,28 @@ impl fmt::Display for EtcMode {
     }
 }
 
+/// `[tpm] measure`: whether the booted image is measured into TPM PCR 15.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TpmMeasure {
+    /// Measure when `/dev/tpmrm0` exists; a TPM error is a warning and the boot goes on.
+    #[default]
+    Auto,
+    /// No TPM, or a TPM error, refuses the boot.
+    Required,
+    /// Never measure.
+    Off,
+}
+
+impl fmt::Display for TpmMeasure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TpmMeasure::Auto => "auto",
+            TpmMeasure::Required => "required",
+            TpmMeasure::Off => "off",
+        })
+    }
+}
+
 /// The whole configuration, with defaults for every key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -78,6 +100,8 @@ pub struct Config {
     /// `[image] check-digest` (true): in insecure mode, an image without kernel fs-verity has its
     /// digest computed in userspace and a mismatch is refused. Secure mode always checks.
     pub check_digest: bool,
+    /// `[tpm] measure` (auto): measure the image into PCR 15.
+    pub tpm_measure: TpmMeasure,
 }
 
 impl Default for Config {
@@ -88,6 +112,7 @@ impl Default for Config {
             var: MountMode::Bind,
             sysroot_readonly: true,
             check_digest: true,
+            tpm_measure: TpmMeasure::Auto,
         }
     }
 }
@@ -141,7 +166,7 @@ pub const MAX_KEY_PARTS: usize = 32;
 pub const MAX_VALUE_DEPTH: usize = 32;
 
 /// The sections this version knows.
-const KNOWN_SECTIONS: &[&str] = &["root", "etc", "var", "sysroot", "image"];
+const KNOWN_SECTIONS: &[&str] = &["root", "etc", "var", "sysroot", "image", "tpm"];
 
 /// The full dotted names of the keys this version knows.
 const KNOWN_KEYS: &[&str] = &[
@@ -152,6 +177,7 @@ const KNOWN_KEYS: &[&str] = &[
     "var.transient",
     "sysroot.readonly",
     "image.check-digest",
+    "tpm.measure",
 ];
 
 /// Parse config text. Unknown keys become warnings; unknown values are errors.
@@ -1036,6 +1062,7 @@ fn interpret(document: Document) -> Result<(Config, Vec<ConfigWarning>), ConfigE
             }
             ["sysroot", "readonly"] => config.sysroot_readonly = boolean(entry)?,
             ["image", "check-digest"] => config.check_digest = boolean(entry)?,
+            ["tpm", "measure"] => config.tpm_measure = tpm_measure(entry)?,
             [section] if KNOWN_SECTIONS.contains(section) => {
                 return Err(value_error(
                     entry,
@@ -1137,6 +1164,18 @@ fn etc_mode(entry: &Entry) -> Result<EtcMode, ConfigError> {
             ),
         )
     })
+}
+
+fn tpm_measure(entry: &Entry) -> Result<TpmMeasure, ConfigError> {
+    match &entry.value.kind {
+        ValueKind::String(s) if s == "auto" => Ok(TpmMeasure::Auto),
+        ValueKind::String(s) if s == "required" => Ok(TpmMeasure::Required),
+        ValueKind::String(s) if s == "off" => Ok(TpmMeasure::Off),
+        _ => Err(value_error(
+            entry,
+            r#"expected one of "auto", "required", "off""#.to_string(),
+        )),
+    }
 }
 
 fn var_mode(entry: &Entry) -> Result<MountMode, ConfigError> {
@@ -1298,6 +1337,9 @@ readonly = false
 
 [image]
 check-digest = false
+
+[tpm]
+measure = "required"
 "#;
         assert_eq!(
             clean(text),
@@ -1307,6 +1349,7 @@ check-digest = false
                 var: MountMode::None,
                 sysroot_readonly: false,
                 check_digest: false,
+                tpm_measure: TpmMeasure::Required,
             }
         );
     }
@@ -1314,7 +1357,7 @@ check-digest = false
     #[test]
     fn every_key_dotted_at_top_level() {
         let text = "root.transient = true\netc.mount = \"bind\"\nvar.mount = \"overlay\"\n\
-                    sysroot.readonly = false\nimage.check-digest = false\n";
+                    sysroot.readonly = false\nimage.check-digest = false\ntpm.measure = \"off\"\n";
         assert_eq!(
             clean(text),
             Config {
@@ -1323,6 +1366,7 @@ check-digest = false
                 var: MountMode::Overlay,
                 sysroot_readonly: false,
                 check_digest: false,
+                tpm_measure: TpmMeasure::Off,
             }
         );
     }
@@ -1330,7 +1374,8 @@ check-digest = false
     #[test]
     fn defaults_written_out_change_nothing() {
         let text = "[root]\ntransient = false\n[etc]\nmount = \"auto\"\n[var]\nmount = \"bind\"\n\
-                    [sysroot]\nreadonly = true\n[image]\ncheck-digest = true\n";
+                    [sysroot]\nreadonly = true\n[image]\ncheck-digest = true\n\
+                    [tpm]\nmeasure = \"auto\"\n";
         assert_eq!(clean(text), Config::default());
     }
 
@@ -1816,6 +1861,27 @@ check-digest = false
         assert!(expected.contains("image.check-digest"), "{expected}");
         let (_, _, _, expected) = value_err("root = true");
         assert!(expected.contains("root.transient"), "{expected}");
+    }
+
+    #[test]
+    fn tpm_measure_key() {
+        assert_eq!(Config::default().tpm_measure, TpmMeasure::Auto);
+        for (text, want) in [
+            ("[tpm]\nmeasure = \"required\"", TpmMeasure::Required),
+            ("tpm.measure = 'off'", TpmMeasure::Off),
+            ("[tpm]\nmeasure = \"auto\"", TpmMeasure::Auto),
+        ] {
+            assert_eq!(clean(text).tpm_measure, want, "{text}");
+        }
+        for bad in [
+            "tpm.measure = true",
+            "tpm.measure = \"yes\"",
+            "tpm.measure = \"Required\"",
+        ] {
+            let (line, key, _, expected) = value_err(bad);
+            assert_eq!((line, key.as_str()), (1, "tpm.measure"));
+            assert!(expected.contains("\"required\""), "{expected}");
+        }
     }
 
     // --- transient shorthands ---------------------------------------------------------------------
