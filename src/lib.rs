@@ -18,6 +18,7 @@ pub mod loopdev;
 pub mod mount;
 pub mod plan;
 pub mod repo;
+pub mod status;
 pub mod tpm;
 pub mod verity;
 
