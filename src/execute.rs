@@ -19,6 +19,7 @@ use crate::loopdev::{LoopDevice, LoopError};
 use crate::mount::{FsContext, Mount, MountError, detach, proc_fd_path};
 use crate::plan::{OverlayVerity, Plan, StateMount, Step, VerifyMode};
 use crate::repo::{ImageFile, RepoError, Repository, create_state_dir, open_state_dir};
+use crate::tpm::{self, TpmError};
 use crate::verity::{MeasureError, Measurement, measure};
 
 /// What execute needs that the plan only names: the opened repository, image and sysroot.
@@ -90,6 +91,9 @@ pub enum ExecError {
         /// The error number.
         errno: Errno,
     },
+    /// `[tpm] measure = "required"` and the image could not be measured.
+    #[error("{0} ([tpm] measure = \"required\" refuses to boot an unmeasured image)")]
+    Tpm(#[from] TpmError),
     /// A failure injected by the test-only `fault-injection` feature.
     #[error("failure injected before this step (CFS_SETUP_ROOT_FAIL_AT)")]
     Injected,
@@ -128,9 +132,27 @@ enum Undo {
     RemoveLink(PathBuf),
 }
 
+/// What the steps found out, for the status record.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The image's kernel fs-verity digest was measured and matched.
+    pub kernel_verity: bool,
+    /// The image's digest was computed in userspace and matched.
+    pub computed_digest: bool,
+    /// The composefs overlay got `verity=require`.
+    pub verity_require: bool,
+    /// The loop device erofs reads the image through, if any.
+    pub loop_device: Option<String>,
+    /// The TPM measurement, or why there is none (`None`: not planned).
+    pub tpm: Option<Result<tpm::Measurement, String>>,
+    /// Each step's short name and duration in microseconds, in order.
+    pub timings: Vec<(&'static str, u64)>,
+}
+
 struct Run<'p> {
     plan: &'p Plan,
     res: Resources,
+    report: Report,
     undo: Vec<Undo>,
     image_has_verity: bool,
     loopdev: Option<LoopDevice>,
@@ -141,10 +163,11 @@ struct Run<'p> {
 }
 
 /// Runs every step of `plan`. On error, undoes what was done and says which step failed.
-pub fn execute(plan: &Plan, res: Resources) -> Result<(), StepError> {
+pub fn execute(plan: &Plan, res: Resources) -> Result<Report, StepError> {
     let mut run = Run {
         plan,
         res,
+        report: Report::default(),
         undo: Vec::new(),
         image_has_verity: false,
         loopdev: None,
@@ -156,7 +179,11 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<(), StepError> {
     for (i, step) in plan.steps.iter().enumerate() {
         let number = i + 1;
         log::info!("step {number}: {step}");
-        if let Err(cause) = injected(number).and_then(|()| run.step(step)) {
+        let started = std::time::Instant::now();
+        let result = injected(number).and_then(|()| run.step(step));
+        let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        run.report.timings.push((step.name(), usec));
+        if let Err(cause) = result {
             let err = StepError {
                 number,
                 step: step.to_string(),
@@ -170,7 +197,7 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<(), StepError> {
     run.release_staging_dir();
     // Autoclear releases the loop device when the erofs superblock goes.
     run.loopdev = None;
-    Ok(())
+    Ok(run.report)
 }
 
 #[cfg(feature = "fault-injection")]
@@ -237,6 +264,12 @@ impl Run<'_> {
                 &self.plan.sysroot,
             )?),
             Step::MountState { name, how, target } => self.mount_state(name, how, target),
+            Step::MeasureImage {
+                device,
+                pcr,
+                event,
+                required,
+            } => self.measure_image(device, *pcr, event, *required),
             Step::VolatileRootLink { link, target } => {
                 if let Some(parent) = link.parent() {
                     let _ = std::fs::create_dir_all(parent);
@@ -263,6 +296,7 @@ impl Run<'_> {
         let found = match (measured, mode) {
             (Measurement::Digest(d), _) => {
                 self.image_has_verity = true;
+                self.report.kernel_verity = true;
                 d
             }
             (Measurement::NoVerity, VerifyMode::KernelRequired) => {
@@ -282,12 +316,14 @@ impl Run<'_> {
                     fd: self.res.image.as_fd(),
                     offset: 0,
                 };
-                compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(|source| {
-                    ExecError::Read {
+                let d = compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(
+                    |source| ExecError::Read {
                         path: path.to_path_buf(),
                         source,
-                    }
-                })?
+                    },
+                )?;
+                self.report.computed_digest = true;
+                d
             }
         };
         if found != *expected {
@@ -345,6 +381,7 @@ impl Run<'_> {
         log::info!("bound {} to the image", dev.path());
         let erofs = erofs_superblock(dev.path());
         // Held until the end: autoclear releases the device once the mount is gone.
+        self.report.loop_device = Some(dev.path().to_string());
         self.loopdev = Some(dev);
         erofs
     }
@@ -371,6 +408,7 @@ impl Run<'_> {
         if require {
             ctx.set_string("verity", "require")?;
         }
+        self.report.verity_require = require;
         let overlay = ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?;
         // The overlay holds its own private clones of its layers: the staged erofs can go.
         self.unstage()?;
@@ -637,6 +675,45 @@ impl Run<'_> {
         self.erofs = None;
         self.physical = None;
         self.loopdev = None;
+    }
+}
+
+impl Run<'_> {
+    /// Extends the PCR; without a TPM or on a TPM error, a warning (auto) or a refusal
+    /// (required, undone like any failed step).
+    fn measure_image(
+        &mut self,
+        device: &Path,
+        pcr: u32,
+        event: &str,
+        required: bool,
+    ) -> Result<(), ExecError> {
+        tpm::wait_for_device(device);
+        match tpm::measure_and_log(device, &tpm::event_log_path(), pcr, event) {
+            Ok(m) => {
+                let banks: Vec<String> = m.digests.iter().map(|d| d.alg.to_string()).collect();
+                log::info!(
+                    "extended TPM PCR {pcr} with {event} in the {} bank{}{}",
+                    banks.join(", "),
+                    if banks.len() == 1 { "" } else { "s" },
+                    if m.logged {
+                        ", logged"
+                    } else {
+                        " (not logged)"
+                    }
+                );
+                self.report.tpm = Some(Ok(m));
+                Ok(())
+            }
+            Err(e) if required => Err(e.into()),
+            Err(e) => {
+                log::warn!(
+                    "{e}; the image is not measured into PCR {pcr}, the boot goes on ([tpm] measure = \"auto\")"
+                );
+                self.report.tpm = Some(Err(e.to_string()));
+                Ok(())
+            }
+        }
     }
 }
 

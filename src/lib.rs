@@ -40,6 +40,11 @@ pub mod exit {
     pub const REFUSED: u8 = 4;
     /// A mount step failed, or the kernel lacks a needed feature; everything was undone.
     pub const MOUNT: u8 = 5;
+    /// `[tpm] measure = "required"` and the image could not be measured (no TPM, or a TPM
+    /// error); everything was undone.
+    pub const TPM: u8 = 6;
+    /// `--status`: there is no status record (this system was not set up by us).
+    pub const NO_STATUS: u8 = 1;
 }
 
 /// What the command line of the binary asks for.
@@ -53,6 +58,10 @@ pub struct Options {
     pub cmdline: Option<String>,
     /// Print the plan, mount nothing.
     pub dry_run: bool,
+    /// Where the status record is written.
+    pub status_path: PathBuf,
+    /// The TPM device (test-only `--tpm-device`; [`tpm::DEVICE`] otherwise).
+    pub tpm_device: PathBuf,
     /// Test-only mount-path overrides.
     pub overrides: Overrides,
 }
@@ -118,6 +127,7 @@ impl RunError {
             RunError::Refused(_) => exit::REFUSED,
             RunError::Feature(_) | RunError::Probe(_) => exit::MOUNT,
             RunError::Step(e) if e.cause.is_verification() => exit::REFUSED,
+            RunError::Step(e) if matches!(e.cause, execute::ExecError::Tpm(_)) => exit::TPM,
             RunError::Step(_) => exit::MOUNT,
         }
     }
@@ -136,6 +146,7 @@ pub enum Outcome {
 
 /// Runs the whole setup.
 pub fn run(opts: &Options) -> Result<Outcome, RunError> {
+    let started = std::time::Instant::now();
     let text = match &opts.cmdline {
         Some(text) => text.clone(),
         None => {
@@ -230,18 +241,42 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         volatile_state: kargs.volatile_state,
         gpt_auto_root: gpt_auto_root(&opts.sysroot),
         staging: staging_dir(),
+        tpm_device: opts.tpm_device.clone(),
     };
     let plan = plan::plan(&inputs);
     if opts.dry_run {
         return Ok(Outcome::DryRun(plan));
     }
     ::log::info!("plan: {} steps, {}", plan.steps.len(), plan.strategy);
+    let image_path = image.path().to_path_buf();
+    let image_size = image.size();
     let resources = execute::Resources {
         repo,
         image,
         sysroot_fd,
     };
-    execute::execute(&plan, resources)?;
+    let survey_usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let report = execute::execute(&plan, resources)?;
+    let facts = status::Facts {
+        setup: status::Setup::Boot,
+        selector,
+        image_path: &image_path,
+        image_size,
+        skipped: skipped
+            .iter()
+            .map(|(arg, why)| (arg.clone(), why.to_string()))
+            .collect(),
+        tpm_policy: config.tpm_measure,
+        survey_usec,
+    };
+    let record = status::build(&plan, &report, &facts);
+    match record.write(&opts.status_path, None) {
+        Ok(()) => ::log::info!("status record: {}", opts.status_path.display()),
+        Err(e) => ::log::warn!(
+            "could not write the status record {}: {e}",
+            opts.status_path.display()
+        ),
+    }
     ::log::info!(
         "done: {} is the composefs root {}, ready for switch_root",
         opts.sysroot.display(),

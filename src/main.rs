@@ -15,7 +15,8 @@ use cfs_setup_root::{Options, Outcome, exit, run};
 #[cfg_attr(test, allow(dead_code))]
 const USAGE: &str = "\
 usage: cfs-setup-root [--sysroot DIR] [--config FILE] [--cmdline STRING] [--dry-run]
-                      [--help] [--version]
+                      [--status-file FILE] [--help] [--version]
+       cfs-setup-root --status [--json] [--status-file FILE]
 
 Turns the physical root mounted at DIR (default /sysroot) into the composefs root named
 by the composefs= kernel argument, ready for switch_root.
@@ -25,11 +26,15 @@ by the composefs= kernel argument, ready for switch_root.
                      a missing file means defaults)
   --cmdline STRING   use STRING instead of /proc/cmdline
   --dry-run          print the plan, one line per step, and mount nothing
+  --status           print the status record of the running system (what the setup
+                     did); with --json, the record as it is
+  --status-file FILE the status record (default /run/cfs-setup-root/status.json)
   --help, --version
 
 Test-only:
   --force-overlay detached|attach-first|string-lowerdir   mount path to use
   --force-erofs file|loop                                  how erofs reads the image
+  --tpm-device PATH                                        the TPM (default /dev/tpmrm0)
 
 Exit codes:
   0  done, or no composefs= argument (nothing touched)
@@ -37,11 +42,14 @@ Exit codes:
   3  no usable image (none of the composefs= images is in the repository)
   4  image refused (digest mismatch, no fs-verity in secure mode, bad repository entry)
   5  mount failure or missing kernel feature (everything undone)
+  6  [tpm] measure = \"required\" and the image could not be measured (everything undone)
+  1  --status: no status record (this system was not set up by cfs-setup-root)
 ";
 
 #[derive(Debug)]
 enum Parsed {
     Run(Options),
+    Status { json: bool, path: PathBuf },
     Help,
     Version,
 }
@@ -52,8 +60,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         config: PathBuf::from("/usr/lib/composefs/setup-root-conf.toml"),
         cmdline: None,
         dry_run: false,
+        status_path: PathBuf::from(cfs_setup_root::status::PATH),
+        tpm_device: PathBuf::from(cfs_setup_root::tpm::DEVICE),
         overrides: Overrides::default(),
     };
+    let (mut status, mut json) = (false, false);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         // Accept both `--flag value` and `--flag=value`.
@@ -71,6 +82,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             "--help" | "-h" => return Ok(Parsed::Help),
             "--version" | "-V" => return Ok(Parsed::Version),
             "--dry-run" => opts.dry_run = true,
+            "--status" => status = true,
+            "--json" => json = true,
+            "--status-file" => opts.status_path = PathBuf::from(value("--status-file")?),
+            "--tpm-device" => opts.tpm_device = PathBuf::from(value("--tpm-device")?),
             "--sysroot" => opts.sysroot = PathBuf::from(value("--sysroot")?),
             "--config" => opts.config = PathBuf::from(value("--config")?),
             "--cmdline" => opts.cmdline = Some(value("--cmdline")?),
@@ -90,6 +105,15 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             }
             _ => return Err(format!("unknown argument {arg:?}")),
         }
+    }
+    if json && !status {
+        return Err("--json goes with --status".into());
+    }
+    if status {
+        return Ok(Parsed::Status {
+            json,
+            path: opts.status_path,
+        });
     }
     Ok(Parsed::Run(opts))
 }
@@ -145,6 +169,7 @@ fn real_main(args: Vec<String>) -> u8 {
             println!("cfs-setup-root {}", env!("CARGO_PKG_VERSION"));
             return exit::OK;
         }
+        Ok(Parsed::Status { json, path }) => return show_status(&path, json),
         Err(e) => {
             eprintln!("cfs-setup-root: {e}\n\n{USAGE}");
             return exit::USAGE;
@@ -159,6 +184,33 @@ fn real_main(args: Vec<String>) -> u8 {
         Err(e) => {
             log::error!("error: {e}");
             e.exit_code()
+        }
+    }
+}
+
+/// `--status`: the record for a person, or as it is.
+#[cfg_attr(test, allow(dead_code))]
+fn show_status(path: &std::path::Path, json: bool) -> u8 {
+    use cfs_setup_root::status;
+    match status::read(path) {
+        Ok((text, _)) if json => {
+            print!("{text}");
+            exit::OK
+        }
+        Ok((_, value)) => {
+            print!(
+                "{}",
+                status::human(&value, status::running_root_source().as_deref())
+            );
+            exit::OK
+        }
+        Err(e @ status::StatusError::Missing { .. }) => {
+            eprintln!("cfs-setup-root: {e}");
+            exit::NO_STATUS
+        }
+        Err(e) => {
+            eprintln!("cfs-setup-root: {e}");
+            exit::USAGE
         }
     }
 }
@@ -199,6 +251,16 @@ mod tests {
         assert_eq!(o.overrides.erofs, Some(ErofsBacking::Loop));
         assert!(matches!(parse(&["--help"]), Ok(Parsed::Help)));
         assert!(matches!(parse(&["--version"]), Ok(Parsed::Version)));
+        let Ok(Parsed::Status { json, path }) = parse(&["--status", "--json"]) else {
+            panic!()
+        };
+        assert!(json);
+        assert_eq!(path, PathBuf::from("/run/cfs-setup-root/status.json"));
+        let Ok(Parsed::Status { json, path }) = parse(&["--status-file=/x", "--status"]) else {
+            panic!()
+        };
+        assert!(!json);
+        assert_eq!(path, PathBuf::from("/x"));
     }
 
     #[test]
@@ -209,6 +271,8 @@ mod tests {
             &["--force-overlay", "x"],
             &["--force-erofs", "nbd"],
             &["positional"],
+            &["--json"],
+            &["--status", "json"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

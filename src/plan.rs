@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::cmdline::ImageSelector;
-use crate::config::{Config, EtcMode, MountMode};
+use crate::config::{Config, EtcMode, MountMode, TpmMeasure};
 use crate::digest::{Algorithm, Digest};
 use crate::features::{Assembly, ErofsBacking, MountStrategy};
 use crate::repo::{EtcState, STATE_DEPLOY_DIR};
@@ -116,6 +116,18 @@ pub enum Step {
         /// Final path, for messages.
         target: PathBuf,
     },
+    /// Extend a TPM PCR with the image's identity, and log the event. Always the last step:
+    /// a PCR cannot be un-extended, so it is measured only once nothing else can fail.
+    MeasureImage {
+        /// The TPM device.
+        device: PathBuf,
+        /// The PCR.
+        pcr: u32,
+        /// The measured string, `composefs:<hex>`.
+        event: String,
+        /// `[tpm] measure = "required"`: no TPM or a TPM error refuses the boot.
+        required: bool,
+    },
     /// Point `/run/systemd/volatile-root` at the physical root's block device.
     VolatileRootLink {
         /// The link to create.
@@ -164,6 +176,8 @@ pub struct Inputs<'a> {
     pub gpt_auto_root: Option<(u32, u32)>,
     /// Where attach-first paths may create their private staging directory.
     pub staging: PathBuf,
+    /// The TPM device ([`crate::tpm::DEVICE`]; tests name another).
+    pub tpm_device: PathBuf,
 }
 
 /// Builds the plan.
@@ -237,6 +251,14 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         steps.push(Step::VolatileRootLink {
             link: PathBuf::from("/run/systemd/volatile-root"),
             target: format!("/dev/block/{major}:{minor}"),
+        });
+    }
+    if cfg.tpm_measure != TpmMeasure::Off {
+        steps.push(Step::MeasureImage {
+            device: inputs.tpm_device.clone(),
+            pcr: crate::tpm::IMAGE_PCR,
+            event: format!("composefs:{hex}"),
+            required: cfg.tpm_measure == TpmMeasure::Required,
         });
     }
     Plan {
@@ -374,6 +396,26 @@ fn perm(mode: u32) -> String {
     format!("{mode:04o}")
 }
 
+impl Step {
+    /// A short name, for the status record's phases.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::VerifyImage { .. } => "verify",
+            Step::MountErofs { .. } => "mount-erofs",
+            Step::MountComposefs { .. } => "mount-composefs",
+            Step::ClonePhysicalRoot { .. } => "clone-physical-root",
+            Step::AttachRoot { .. } => "attach-root",
+            Step::TransientRoot => "transient-root",
+            Step::MountPhysicalRoot { .. } => "mount-physical-root",
+            Step::CreateStateDir { .. } => "create-state-dir",
+            Step::MountState { name: "etc", .. } => "mount-etc",
+            Step::MountState { .. } => "mount-var",
+            Step::VolatileRootLink { .. } => "volatile-root-link",
+            Step::MeasureImage { .. } => "tpm-measure",
+        }
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -467,6 +509,21 @@ impl fmt::Display for Step {
             Step::VolatileRootLink { link, target } => {
                 write!(f, "link {} -> {target} (best effort)", link.display())
             }
+            Step::MeasureImage {
+                device,
+                pcr,
+                event,
+                required,
+            } => write!(
+                f,
+                "measure {event} into TPM PCR {pcr} through {}, every bank, and log it ({})",
+                device.display(),
+                if *required {
+                    "required: no TPM or a TPM error refuses the boot"
+                } else {
+                    "auto: without a TPM, or on a TPM error, one warning and the boot goes on"
+                }
+            ),
         }
     }
 }
@@ -521,6 +578,7 @@ mod tests {
             volatile_state: false,
             gpt_auto_root: None,
             staging: PathBuf::from("/run/cfs-setup-root.1"),
+            tpm_device: PathBuf::from("/dev/tpmrm0"),
         };
         f(&mut inputs);
         plan(&inputs).to_string().replace(HEX, "H")
@@ -548,6 +606,7 @@ step 8: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/dep
 step 9: ensure state directory state/deploy/H/var exists (mode 0755 if created)
 step 10: mount /var on /sysroot/var: bind of state/deploy/H/var
 step 11: attach the new root on /sysroot
+step 12: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
 ";
         assert_eq!(got, want);
     }
@@ -582,6 +641,7 @@ step 10: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/de
 step 11: ensure state directory state/deploy/H/var exists (mode 0755 if created)
 step 12: mount /var on /sysroot/var: bind of state/deploy/H/var
 step 13: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
+step 14: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
 ";
         assert_eq!(got, want);
     }
@@ -596,6 +656,7 @@ step 13: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
         };
         let config = Config {
             check_digest: false,
+            tpm_measure: TpmMeasure::Required,
             ..Config::default()
         };
         let got = render(&selector(true), &config, k, EtcState::Populated, |i| {
@@ -611,6 +672,7 @@ step 5: attach the new root on /sysroot
 step 6: mount the physical root at /sysroot/sysroot
 step 7: ensure state directory state/deploy/H/etc exists (mode 0755 if created)
 step 8: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
+step 9: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (required: no TPM or a TPM error refuses the boot)
 ";
         assert_eq!(got, want);
     }
@@ -620,6 +682,7 @@ step 8: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
         let config = Config {
             etc: EtcMode::Fixed(MountMode::Transient),
             var: MountMode::None,
+            tpm_measure: TpmMeasure::Off,
             ..Config::default()
         };
         let got = render(
@@ -632,6 +695,7 @@ step 8: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
         assert!(got.contains("mount /etc on /sysroot/etc: transient overlay of the image's /etc"));
         assert!(!got.contains("/var"), "{got}");
         assert!(!got.contains("state directory"), "{got}");
+        assert!(!got.contains("TPM"), "{got}");
     }
 
     #[test]

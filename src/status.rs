@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::execute::Report;
 use crate::json::{self, Value};
+use crate::plan::{Plan, StateMount, Step};
 use crate::tpm::json_string;
 
 /// Where the record is written.
@@ -265,6 +267,130 @@ impl Status {
             }
         }
         std::fs::rename(&tmp, path)
+    }
+}
+
+/// What the record is made from, besides the plan and the report.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    /// Boot or soft reboot.
+    pub setup: Setup,
+    /// The selector booted.
+    pub selector: &'a crate::cmdline::ImageSelector,
+    /// The image file.
+    pub image_path: &'a Path,
+    /// Its size.
+    pub image_size: u64,
+    /// Selectors passed over: (argument, reason).
+    pub skipped: Vec<(String, String)>,
+    /// `[tpm] measure`.
+    pub tpm_policy: crate::config::TpmMeasure,
+    /// Microseconds spent before the first step (reading the command line, the config, the
+    /// repository; probing the kernel).
+    pub survey_usec: u64,
+}
+
+/// The record of a successful run.
+pub fn build(plan: &Plan, report: &Report, facts: &Facts<'_>) -> Status {
+    let hex = plan.digest.to_hex();
+    let mut etc = None;
+    let mut var = None;
+    let mut physical_root = String::new();
+    let mut readonly = false;
+    let mut transient_root = false;
+    for step in &plan.steps {
+        match step {
+            Step::MountState { name, how, target } => {
+                let (mode, source, work) = match how {
+                    StateMount::Bind { source } => ("bind", Some(source), None),
+                    StateMount::Overlay { upper, work } => ("overlay", Some(upper), Some(work)),
+                    StateMount::Transient => ("transient", None, None),
+                };
+                let info = StateInfo {
+                    mode: mode.to_string(),
+                    source: source.map(|p| p.display().to_string()),
+                    work: work.map(|p| p.display().to_string()),
+                    target: Some(target.display().to_string()),
+                };
+                if *name == "etc" {
+                    etc = Some(info);
+                } else {
+                    var = Some(info);
+                }
+            }
+            Step::ClonePhysicalRoot { readonly: ro, .. } => readonly = *ro,
+            Step::MountPhysicalRoot { target } => physical_root = target.display().to_string(),
+            Step::TransientRoot => transient_root = true,
+            _ => {}
+        }
+    }
+    let none = || StateInfo {
+        mode: "none".into(),
+        source: None,
+        work: None,
+        target: None,
+    };
+    let event = format!("composefs:{hex}");
+    let tpm = match &report.tpm {
+        Some(Ok(m)) => TpmInfo {
+            policy: facts.tpm_policy.to_string(),
+            measured: true,
+            pcr: m.pcr,
+            event: m.event.clone(),
+            banks: m.digests.iter().map(|d| d.alg.to_string()).collect(),
+            logged: m.logged,
+            reason: None,
+        },
+        other => TpmInfo {
+            policy: facts.tpm_policy.to_string(),
+            measured: false,
+            pcr: crate::tpm::IMAGE_PCR,
+            event,
+            banks: Vec::new(),
+            logged: false,
+            reason: Some(match other {
+                Some(Err(why)) => why.clone(),
+                _ => "[tpm] measure = \"off\"".to_string(),
+            }),
+        },
+    };
+    let mut phases = vec![Phase {
+        name: "survey".into(),
+        usec: facts.survey_usec,
+    }];
+    phases.extend(report.timings.iter().map(|(name, usec)| Phase {
+        name: (*name).to_string(),
+        usec: *usec,
+    }));
+    Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        setup: facts.setup,
+        root: plan.sysroot.clone(),
+        digest: hex.clone(),
+        algorithm: plan.digest.algorithm().to_string(),
+        argument: facts.selector.arg.clone(),
+        insecure: facts.selector.insecure,
+        image_path: facts.image_path.display().to_string(),
+        image_size: facts.image_size,
+        kernel_fsverity: report.kernel_verity,
+        userspace_digest: report.computed_digest,
+        verity_require: report.verity_require,
+        skipped: facts.skipped.clone(),
+        source: format!("composefs:{hex}"),
+        assembly: plan.strategy.assembly.name().to_string(),
+        erofs: if report.loop_device.is_some() {
+            "loop".into()
+        } else {
+            "file".into()
+        },
+        loop_device: report.loop_device.clone(),
+        transient_root,
+        etc: etc.unwrap_or_else(none),
+        var: var.unwrap_or_else(none),
+        physical_root,
+        physical_root_readonly: readonly,
+        tpm,
+        phases,
     }
 }
 

@@ -773,17 +773,66 @@ pub fn measure(tpm: &mut dyn Transport, pcr: u32, event: &str) -> Result<Measure
     })
 }
 
+/// The event log's path: `$SYSTEMD_MEASURE_LOG_USERSPACE` if set (systemd's override, for
+/// tests), else [`EVENT_LOG`].
+pub fn event_log_path() -> PathBuf {
+    std::env::var_os("SYSTEMD_MEASURE_LOG_USERSPACE")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from(EVENT_LOG), PathBuf::from)
+}
+
+/// How long to wait for the TPM device when the firmware announces a TPM 2.0 but its
+/// driver has not registered yet (a module udev is still loading).
+pub const DEVICE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether the firmware announces a TPM 2.0 (ACPI `TPM2` table) or the kernel already has
+/// one (`/sys/class/tpm/tpm0`).
+pub fn announced() -> bool {
+    Path::new("/sys/firmware/acpi/tables/TPM2").exists()
+        || Path::new("/sys/class/tpm/tpm0").exists()
+}
+
+/// Waits up to [`DEVICE_WAIT`] for the kernel's `device` (under `/dev`) when a TPM is
+/// announced but the device is not there yet; returns whether it exists.
+pub fn wait_for_device(device: &Path) -> bool {
+    if device.exists() {
+        return true;
+    }
+    if !device.starts_with("/dev") || !announced() {
+        return false;
+    }
+    ::log::info!(
+        "the firmware announces a TPM 2.0 but {} is missing: waiting up to {} s for its driver",
+        device.display(),
+        DEVICE_WAIT.as_secs()
+    );
+    let deadline = std::time::Instant::now() + DEVICE_WAIT;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if device.exists() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Opens `device`, locks the event log at `log`, measures, and appends the record. A log
 /// that cannot be written is a warning (as in systemd), not an error.
-pub fn measure_and_log(device: &Path, log: &Path, event: &str) -> Result<Measurement, TpmError> {
+pub fn measure_and_log(
+    device: &Path,
+    log: &Path,
+    pcr: u32,
+    event: &str,
+) -> Result<Measurement, TpmError> {
     let mut tpm = Device::open(device)?;
-    measure_and_log_with(&mut tpm, log, event)
+    measure_and_log_with(&mut tpm, log, pcr, event)
 }
 
 /// [`measure_and_log`] through an open transport.
 pub fn measure_and_log_with(
     tpm: &mut dyn Transport,
     log: &Path,
+    pcr: u32,
     event: &str,
 ) -> Result<Measurement, TpmError> {
     // Locked before the extend, so nobody comes between our extend and our record.
@@ -794,7 +843,7 @@ pub fn measure_and_log_with(
             None
         }
     };
-    let mut m = measure(tpm, IMAGE_PCR, event)?;
+    let mut m = measure(tpm, pcr, event)?;
     if let Some(l) = locked {
         let record = event_record(&m, &boot_id(), boottime_usec());
         match l.append(&record) {

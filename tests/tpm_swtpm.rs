@@ -106,7 +106,7 @@ fn swtpm_pcr15_and_event_log() {
 
     let event = format!("composefs:{HEX}");
     let log = swtpm.dir.join("log/tpm2-measure.log");
-    let m = tpm::measure_and_log_with(&mut sock, &log, &event).unwrap();
+    let m = tpm::measure_and_log_with(&mut sock, &log, 15, &event).unwrap();
     assert!(m.logged);
     assert_eq!(m.digests.iter().map(|d| d.alg).collect::<Vec<_>>(), active);
 
