@@ -11,12 +11,20 @@
 #                 initramfs, and the ext4 disk whose repository a builder
 #                 guest wrote (binary, dracut/, guest/full, builder)
 
-FULL_BOOTS=(full-boot full-persist full-emergency)
-BOOT_CASES[full-boot]="multi-user root-composefs-verity sysroot-readonly etc-var-deployment"
-BOOT_CASES[full-persist]="persistence digest-karg-unit"
+FULL_BOOTS=(full-boot full-persist full-tpm-reboot full-tpm-b full-emergency full-tpm-missing)
+BOOT_CASES[full-boot]="multi-user root-composefs-verity sysroot-readonly etc-var-deployment no-tpm-auto"
+# The second boot has a TPM (swtpm): it measures A, seals a secret, stages
+# B (refusals first) and soft-reboots into it. The TPM boots after it reuse
+# its TPM state and disk: A again (the secret unseals), then B (it does not).
+BOOT_CASES[full-persist]="persistence digest-karg-unit tpm-pcr15 tpm-event-log soft-reboot-refused soft-reboot"
+BOOT_CASES[full-tpm-reboot]="tpm-reboot-a"
+BOOT_CASES[full-tpm-b]="tpm-sealed-secret tpm-required-b"
 BOOT_CASES[full-emergency]="wrong-digest-emergency"
+BOOT_CASES[full-tpm-missing]="tpm-required-missing"
 
-FULL_PACKAGES=(systemd systemd-sysv udev dracut zstd kmod e2fsprogs fsverity)
+# tpm2-tools brings the TSS libraries systemd-creds, systemd-analyze pcrs and
+# systemd-pcrlock load at run time.
+FULL_PACKAGES=(systemd systemd-sysv udev dracut zstd kmod e2fsprogs fsverity tpm2-tools)
 
 full_rootfs_build() {
 	local dir=$1
@@ -57,6 +65,9 @@ full_disk_build() {
 	# Installed the way a package or an image recipe would.
 	DESTDIR=$root "$REPO/dracut/install" "$BIN"
 	install -D -m 0755 "$VM_TESTS/guest/full/report" "$root/usr/lib/cfstest/report"
+	install -D -m 0644 "$VM_TESTS/guest/full/tpm-cases" "$root/usr/lib/cfstest/tpm-cases"
+	# The builder imports this root as image A, then as B with "B" here.
+	echo A >"$root/usr/lib/cfstest/image"
 	install -D -m 0644 "$VM_TESTS/guest/full/cfstest-report.service" \
 		"$root/usr/lib/systemd/system/cfstest-report.service"
 	mkdir -p "$root/usr/lib/systemd/system/multi-user.target.wants"
@@ -88,7 +99,7 @@ full_disk_build() {
 	mkfs.ext4 -q -F -O verity -b 4096 -L cfstest-root -d "$s" "$dir/disk.img" 3G >/dev/null
 	rm -rf "$s"
 	builder_boot "$dir" full 900 "$dir/disk.img" || return 1
-	grep -q DIGEST_ROOT "$dir/digests.env"
+	grep -q DIGEST_ROOT_B "$dir/digests.env"
 }
 
 # full_prepare: the root, its initramfs and the disk, built or reused.
@@ -104,8 +115,9 @@ full_prepare() {
 	# shellcheck disable=SC1091
 	. "$FULL_DISK/digests.env"
 	FULL_RUN=$(mktemp -d "$VM_CACHE/run-full.XXXXXX")
-	# The first two boots share one writable layer over the cached disk.
+	# The first boots share one writable layer over the cached disk.
 	qemu-img create -q -f qcow2 -F raw -b "$FULL_DISK/disk.img" "$FULL_RUN/disk.qcow2"
+	full_tpm_prepare
 }
 
 FULL_CMDLINE="console=ttyS0 root=LABEL=cfstest-root rw panic=-1 loglevel=4 systemd.show_status=1"
@@ -118,15 +130,18 @@ EMERGENCY_RE='Entering emergency mode|Reached target emergency.target|You are in
 full_boot() {
 	local boot=$1 log=$LOG_DIR/$1.log rc=0 bad
 	case $boot in
-	full-boot | full-persist)
-		# The second boot names the image in the other karg form, which
-		# the unit's ConditionKernelCommandLine must also accept.
+	full-boot)
 		local karg="composefs=$DIGEST_ROOT"
-		[ "$boot" = full-persist ] && karg="composefs.digest=v1-sha256-12:$DIGEST_ROOT"
 		vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
 			-kernel "$FULL_DISK/vmlinuz" -initrd "$FULL_DISK/initrd.img" \
 			-append "$FULL_CMDLINE $karg" \
 			-drive "file=$FULL_RUN/disk.qcow2,format=qcow2,if=virtio" || rc=$?
+		;;
+	full-persist | full-tpm-reboot | full-tpm-b)
+		full_tpm_boot "$boot" "$log" || rc=$?
+		;;
+	full-tpm-missing)
+		full_tpm_missing_boot "$log" || rc=$?
 		;;
 	full-emergency)
 		# A digest with no image: the unit fails, the initrd isolates
@@ -154,4 +169,137 @@ full_emergency_verdict() {
 	else
 		echo "CFSTEST-RESULT: FAIL wrong-digest-emergency: $(IFS=';'; echo "${why[*]}")" >>"$log"
 	fi
+}
+
+# --- TPM and soft reboot -------------------------------------------------
+# swtpm (libtpms) is the TPM of the TPM boots; its state directory lives for
+# the run, so a secret sealed in one boot meets the same TPM in the next. A
+# small ext4 disk (vdb) carries what the boots hand each other (the sealed
+# credential, verdict parts).
+
+# full_tpm_prepare: the shared disk and the initrd variant with
+# `[tpm] measure = "required"` (an extra cpio appended to dracut's: the
+# kernel unpacks it last, over the config dracut copied in), which also
+# prints the mount table when emergency.target starts.
+full_tpm_prepare() {
+	local x=$FULL_RUN/required
+	mkdir -p "$FULL_RUN/tpm" "$FULL_RUN/shared" "$x/usr/lib/composefs" \
+		"$x/etc/systemd/system/emergency.target.wants"
+	mkfs.ext4 -q -F -L cfstest-shared -d "$FULL_RUN/shared" "$FULL_RUN/shared.img" 8M
+	cat >"$x/usr/lib/composefs/setup-root-conf.toml" <<-EOC
+		# vm-tests: the defaults, and a TPM measurement that must happen
+		[etc]
+		mount = "overlay"
+		[sysroot]
+		readonly = true
+		[tpm]
+		measure = "required"
+	EOC
+	cat >"$x/etc/systemd/system/cfstest-mounts.service" <<-'EOC'
+		[Unit]
+		Description=vm-tests: the mount table in emergency mode
+		DefaultDependencies=no
+		[Service]
+		Type=oneshot
+		ExecStart=/bin/sh -c 'exec >/dev/console 2>&1; echo CFSTEST-MOUNTS-BEGIN; cat /proc/self/mountinfo; ls -d /run/cfs-setup-root.* 2>/dev/null | sed "s/^/staging: /"; echo CFSTEST-MOUNTS-END'
+	EOC
+	ln -s ../cfstest-mounts.service "$x/etc/systemd/system/emergency.target.wants/cfstest-mounts.service"
+	cpio_of "$x" "$FULL_RUN/required.cpio"
+	cat "$FULL_DISK/initrd.img" "$FULL_RUN/required.cpio" >"$FULL_RUN/initrd-required.img"
+	TPM_EXPECT_A=$(pcr15_expected "$DIGEST_ROOT")
+	TPM_EXPECT_B=$(pcr15_expected "$DIGEST_ROOT_B")
+}
+
+# pcr15_expected HEX: PCR 15 after one extend with composefs:HEX from zero,
+# in every bank, as "sha1:<hex>,sha256:<hex>,...": H(0...0 || H(string)),
+# computed here from the digest alone.
+pcr15_expected() {
+	python3 - "$1" <<-'EOP'
+		import hashlib, sys
+		s = ("composefs:" + sys.argv[1]).encode()
+		out = []
+		for alg in ("sha1", "sha256", "sha384", "sha512"):
+		    h = lambda b: hashlib.new(alg, b).digest()
+		    out.append(alg + ":" + h(bytes(len(h(b""))) + h(s)).hex())
+		print(",".join(out))
+	EOP
+}
+
+# swtpm_start: a TPM 2.0 for the next boot, on the run's state directory.
+swtpm_start() {
+	local s=$FULL_RUN/tpm
+	rm -f "$s/sock"
+	swtpm socket --tpm2 --tpmstate "dir=$s" --ctrl "type=unixio,path=$s/sock" \
+		--log "file=$s/log" --terminate >/dev/null 2>&1 &
+	SWTPM_PID=$!
+	local i=0
+	while [ ! -S "$s/sock" ] && [ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	TPM_ARGS=(-chardev "socket,id=chrtpm,path=$s/sock" -tpmdev emulator,id=tpm0,chardev=chrtpm
+		-device tpm-tis,tpmdev=tpm0)
+}
+
+swtpm_stop() {
+	kill "$SWTPM_PID" 2>/dev/null || true
+	wait "$SWTPM_PID" 2>/dev/null || true
+}
+
+# full_tpm_boot BOOT LOG: a boot with swtpm and the shared disk.
+#   full-persist     image A, the composefs.digest= karg form (the unit's
+#                    second condition); after the soft reboot the report
+#                    runs again in B and ends the boot
+#   full-tpm-reboot  image A again
+#   full-tpm-b       image B, with [tpm] measure = "required"
+full_tpm_boot() {
+	local boot=$1 log=$2 rc=0 initrd=$FULL_DISK/initrd.img karg
+	case $boot in
+	full-persist)
+		karg="composefs.digest=v1-sha256-12:$DIGEST_ROOT cfstest.tpm=seal cfstest.pcr15=$TPM_EXPECT_A"
+		karg+=" cfstest.image_b=$DIGEST_ROOT_B cfstest.tampered=$DIGEST_TAMPERED"
+		;;
+	full-tpm-reboot) karg="composefs=$DIGEST_ROOT cfstest.tpm=unseal cfstest.pcr15=$TPM_EXPECT_A" ;;
+	full-tpm-b)
+		karg="composefs=$DIGEST_ROOT_B cfstest.tpm=refuse cfstest.pcr15=$TPM_EXPECT_B"
+		initrd=$FULL_RUN/initrd-required.img
+		;;
+	esac
+	swtpm_start
+	vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
+		-kernel "$FULL_DISK/vmlinuz" -initrd "$initrd" -append "$FULL_CMDLINE $karg" \
+		-drive "file=$FULL_RUN/disk.qcow2,format=qcow2,if=virtio" \
+		-drive "file=$FULL_RUN/shared.img,format=raw,if=virtio" "${TPM_ARGS[@]}" || rc=$?
+	swtpm_stop
+	return "$rc"
+}
+
+# full_tpm_missing_boot LOG: [tpm] measure = "required" and no TPM: the
+# unit fails, emergency mode, and the mount table printed there shows
+# nothing of ours beneath /sysroot (read by the host: the guest cannot
+# report from emergency mode).
+full_tpm_missing_boot() {
+	local log=$1 rc=0 why=() mounts
+	vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-MOUNTS-END|CFSTEST-END" 3 \
+		-kernel "$FULL_DISK/vmlinuz" -initrd "$FULL_RUN/initrd-required.img" \
+		-append "$FULL_CMDLINE composefs=$DIGEST_ROOT" \
+		-drive "file=$FULL_DISK/disk.img,format=raw,if=virtio,snapshot=on" || rc=$?
+	grep -qaE "$EMERGENCY_RE" "$log" || why+=("emergency mode not reached")
+	grep -qa 'cfs-setup-root: error: .*no TPM' "$log" || why+=("no 'error: ... no TPM' line on the console")
+	grep -qa 'CFSTEST-RESULT' "$log" && why+=("the root was booted")
+	# mountinfo: field 5 is the mount point, after " - " the type and source.
+	mounts=$(tr -d '\r' <"$log" | sed -n '/^CFSTEST-MOUNTS-BEGIN/,/^CFSTEST-MOUNTS-END/p' |
+		awk '$5 ~ /^\/sysroot(\/|$)/ { split($0, a, " - "); print $5, a[2] }')
+	if [ -z "$mounts" ]; then
+		why+=("no mount table from emergency mode")
+	elif [ "$(printf '%s\n' "$mounts" | wc -l)" != 1 ] || [[ $mounts != "/sysroot ext4 "* ]]; then
+		why+=("beneath /sysroot: $(printf '%s' "$mounts" | tr '\n' ';')")
+	fi
+	grep -qa '^staging: ' "$log" && why+=("a staging directory is left")
+	if [ ${#why[@]} -eq 0 ]; then
+		echo "CFSTEST-RESULT: PASS tpm-required-missing" >>"$log"
+	else
+		echo "CFSTEST-RESULT: FAIL tpm-required-missing: $(IFS=';'; echo "${why[*]}")" >>"$log"
+	fi
+	return "$rc"
 }

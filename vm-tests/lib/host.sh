@@ -11,6 +11,7 @@ HOST_PACKAGES=(
 	e2fsprogs dosfstools mtools     # ext4 disks with verity, the ESP
 	mmdebstrap cpio zstd xz-utils kmod file
 	python3 python3-pefile # ukify runs on the host's python
+	swtpm                  # the TPM of the TPM boots
 )
 
 # host_packages: install whichever of HOST_PACKAGES is missing.
