@@ -84,6 +84,25 @@ pub struct Kargs {
     pub volatile_state: bool,
 }
 
+/// The command line as text, from the bytes of `/proc/cmdline`: other programs' arguments
+/// may be any bytes, and only ours need to be valid. Valid UTF-8 is kept as it is; each byte
+/// that is not part of valid UTF-8 becomes U+FFFD, except a lone 0xa0, which the kernel's
+/// `isspace()` counts as a space (Latin-1) and which therefore becomes one.
+pub fn text_from_bytes(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for &b in chunk.invalid() {
+            text.push(if b == 0xa0 {
+                ' '
+            } else {
+                char::REPLACEMENT_CHARACTER
+            });
+        }
+    }
+    text
+}
+
 /// Split a command line as the kernel does: whitespace separates, double quotes group
 /// (no escapes; the quotes are removed), a lone `--` ends the arguments meant for the kernel.
 ///
@@ -750,5 +769,29 @@ mod tests {
         let k = parse(&format!("systemd.volatile=state composefs={H64}"));
         assert!(k.volatile_state);
         assert_eq!(k.selectors.len(), 1);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_do_not_hide_our_arguments() {
+        let hex = "ab".repeat(32);
+        let mut line = b"quiet foo=\xff\xfe\x80 root=/dev/vda ".to_vec();
+        line.extend_from_slice(format!("composefs={hex} bar=").as_bytes());
+        line.extend_from_slice(b"\xc3(\n");
+        let k = parse(&text_from_bytes(&line));
+        assert_eq!(k.selectors.len(), 1);
+        assert_eq!(k.selectors[0].digest.to_hex(), hex);
+        // A lone 0xa0 separates arguments, as the kernel's isspace() says.
+        let mut line = format!("composefs={hex}").into_bytes();
+        line.push(0xa0);
+        line.extend_from_slice(b"x=y");
+        let k = parse(&text_from_bytes(&line));
+        assert_eq!(k.selectors.len(), 1, "{k:?}");
+        assert!(k.rejected.is_empty());
+        // An invalid byte inside our own argument makes it malformed, never another digest.
+        let mut line = format!("composefs={}", &hex[..63]).into_bytes();
+        line.push(0xff);
+        let k = parse(&text_from_bytes(&line));
+        assert!(k.selectors.is_empty());
+        assert_eq!(k.rejected.len(), 1);
     }
 }

@@ -102,7 +102,14 @@ pub struct Config {
     pub check_digest: bool,
     /// `[tpm] measure` (auto): measure the image into PCR 15.
     pub tpm_measure: TpmMeasure,
+    /// `[image] max-size` (1 GiB): the largest image accepted, in bytes. A composefs image
+    /// holds metadata only (tens of MB for a large OS); a bigger one is refused rather than
+    /// hashed for minutes in a silent boot.
+    pub max_image_size: u64,
 }
+
+/// The default `[image] max-size`: 1 GiB, over 20 times the image of a large OS.
+pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 1 << 30;
 
 impl Default for Config {
     fn default() -> Self {
@@ -113,6 +120,7 @@ impl Default for Config {
             sysroot_readonly: true,
             check_digest: true,
             tpm_measure: TpmMeasure::Auto,
+            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
         }
     }
 }
@@ -178,6 +186,7 @@ const KNOWN_KEYS: &[&str] = &[
     "sysroot.readonly",
     "image.check-digest",
     "tpm.measure",
+    "image.max-size",
 ];
 
 /// Parse config text. Unknown keys become warnings; unknown values are errors.
@@ -1063,6 +1072,7 @@ fn interpret(document: Document) -> Result<(Config, Vec<ConfigWarning>), ConfigE
             ["sysroot", "readonly"] => config.sysroot_readonly = boolean(entry)?,
             ["image", "check-digest"] => config.check_digest = boolean(entry)?,
             ["tpm", "measure"] => config.tpm_measure = tpm_measure(entry)?,
+            ["image", "max-size"] => config.max_image_size = size(entry)?,
             [section] if KNOWN_SECTIONS.contains(section) => {
                 return Err(value_error(
                     entry,
@@ -1132,6 +1142,26 @@ fn boolean(entry: &Entry) -> Result<bool, ConfigError> {
         _ => "",
     };
     Err(value_error(entry, format!("expected true or false{hint}")))
+}
+
+/// A positive integer number of bytes (TOML integer: decimal, `_` between digits).
+fn size(entry: &Entry) -> Result<u64, ConfigError> {
+    let raw = entry.value.raw.trim();
+    let digits_ok = !raw.is_empty()
+        && raw.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+        && !raw.starts_with('_')
+        && !raw.ends_with('_')
+        && !raw.contains("__");
+    let value = digits_ok
+        .then(|| raw.replace('_', "").parse::<u64>().ok())
+        .flatten()
+        .filter(|v| *v > 0);
+    value.ok_or_else(|| {
+        value_error(
+            entry,
+            "expected a positive integer number of bytes, e.g. 1073741824".into(),
+        )
+    })
 }
 
 /// A `mount` value other than `auto`, aliases included.
@@ -1337,6 +1367,7 @@ readonly = false
 
 [image]
 check-digest = false
+max-size = 1_000_000
 
 [tpm]
 measure = "required"
@@ -1350,6 +1381,7 @@ measure = "required"
                 sysroot_readonly: false,
                 check_digest: false,
                 tpm_measure: TpmMeasure::Required,
+                max_image_size: 1_000_000,
             }
         );
     }
@@ -1367,8 +1399,31 @@ measure = "required"
                 sysroot_readonly: false,
                 check_digest: false,
                 tpm_measure: TpmMeasure::Off,
+                max_image_size: DEFAULT_MAX_IMAGE_SIZE,
             }
         );
+    }
+
+    #[test]
+    fn max_size_takes_positive_integers_only() {
+        assert_eq!(clean("image.max-size = 4096").max_image_size, 4096);
+        for bad in [
+            "0",
+            "-1",
+            "\"1G\"",
+            "1.5",
+            "_1",
+            "1__0",
+            "true",
+            "99999999999999999999",
+        ] {
+            let text = format!("[image]\nmax-size = {bad}\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("line 2") && err.contains("positive integer"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -2,10 +2,20 @@
 //!
 //! Mounts start detached; a detached mount (and every mount attached beneath it) is freed
 //! by the kernel when its fd closes, so only what has been attached to the visible tree
-//! needs an explicit undo. Those undos are kept on a stack and run in reverse: a failed
-//! boot leaves `/sysroot` exactly as it was, with no mount, staging directory or loop
-//! device behind.
+//! needs an explicit undo. Those undos are kept on a stack and run in reverse, and each
+//! carries what it undoes: the mount it attached (unmounted through its own fd, never "whatever
+//! is at that path now"), the directory it created (removed through its parent's fd), the
+//! superblock it made writable. A failed boot leaves `/sysroot` exactly as it was, with no
+//! mount, staging or state directory or loop device behind; an undo that fails is reported.
+//!
+//! Propagation: every clone of the physical root is made private before it is attached. A
+//! clone of a shared mount (in a systemd initrd `/sysroot` is shared) would otherwise join
+//! the physical root's peer group, so that mounts made later under `/sysroot/sysroot` would
+//! also appear on the physical root hidden below the new root, and vice versa. Attached
+//! under the new root, our mounts take that root's propagation; after switch_root, systemd
+//! makes `/` shared again, in peer groups of their own.
 
+use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -16,10 +26,13 @@ use rustix::mount::MountAttrFlags;
 use crate::digest::{Digest, compute_fsverity_digest};
 use crate::features::{Assembly, ErofsBacking};
 use crate::loopdev::{LoopDevice, LoopError};
-use crate::mount::{FsContext, Mount, MountError, detach, proc_fd_path};
+use crate::mount::{
+    FsContext, Mount, MountAttributes, MountError, proc_fd_path, reconfigure_superblock,
+};
 use crate::plan::{OverlayVerity, Plan, StateMount, Step, VerifyMode};
-use crate::repo::{ImageFile, RepoError, Repository, create_state_dir, open_state_dir};
+use crate::repo::{CreatedDir, ImageFile, RepoError, Repository, StateDir};
 use crate::tpm::{self, TpmError};
+use crate::verdict::{Evidence, Verified, judge, overlay_requires_verity};
 use crate::verity::{MeasureError, Measurement, measure};
 
 /// What execute needs that the plan only names: the opened repository, image and sysroot.
@@ -29,7 +42,7 @@ pub struct Resources {
     pub repo: Repository,
     /// The chosen image, opened.
     pub image: ImageFile,
-    /// The physical root, opened as a directory (`O_PATH`).
+    /// The physical root, opened as a directory (`O_PATH`): the root of its mount.
     pub sysroot_fd: OwnedFd,
 }
 
@@ -55,6 +68,18 @@ pub enum ExecError {
     NoVerity {
         /// Image path.
         path: PathBuf,
+    },
+    /// The image is larger than `[image] max-size`.
+    #[error(
+        "image {path} is {size} bytes, more than [image] max-size = {max}: a composefs image holds only metadata; refusing it (raise max-size in the config if this image is real)"
+    )]
+    TooLarge {
+        /// Image path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
     },
     /// Measuring failed.
     #[error("measuring {path}: {source}")]
@@ -100,21 +125,25 @@ pub enum ExecError {
 }
 
 impl ExecError {
-    /// Whether this is a verification refusal (as opposed to a mount failure).
-    pub fn is_verification(&self) -> bool {
-        matches!(
-            self,
+    /// Whether this refuses the disk's content (a wrong, unverifiable or oversized image, an
+    /// entry leading out of the repository or the state directory), as opposed to a mount
+    /// that failed.
+    pub fn is_refusal(&self) -> bool {
+        match self {
             ExecError::Mismatch { .. }
-                | ExecError::NoVerity { .. }
-                | ExecError::Measure { .. }
-                | ExecError::Read { .. }
-        )
+            | ExecError::NoVerity { .. }
+            | ExecError::TooLarge { .. }
+            | ExecError::Measure { .. }
+            | ExecError::Read { .. } => true,
+            ExecError::Repo(e) => e.is_escape(),
+            _ => false,
+        }
     }
 }
 
-/// A failed run: which step, and why. Everything done before it has been undone.
-#[derive(Debug, thiserror::Error)]
-#[error("step {number} ({step}) failed: {cause}; everything mounted so far was undone")]
+/// A failed run: which step, and why. Everything done before it has been undone, unless
+/// `undo_failures` says otherwise.
+#[derive(Debug)]
 pub struct StepError {
     /// 1-based step number.
     pub number: usize,
@@ -122,14 +151,55 @@ pub struct StepError {
     pub step: String,
     /// The cause.
     pub cause: ExecError,
+    /// Undo actions that failed (each with its cause); empty when everything was undone.
+    pub undo_failures: Vec<String>,
 }
 
-/// Something attached to the visible tree, and how to take it back.
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step {} ({}) failed: {}; ",
+            self.number, self.step, self.cause
+        )?;
+        if self.undo_failures.is_empty() {
+            f.write_str("everything done so far was undone")
+        } else {
+            write!(
+                f,
+                "undoing it failed in part ({}): check the mount table and the state directory before retrying",
+                self.undo_failures.join("; ")
+            )
+        }
+    }
+}
+
+impl std::error::Error for StepError {}
+
+/// Something done to the visible tree or the disk, and how to take it back.
 #[derive(Debug)]
 enum Undo {
-    Unmount(PathBuf),
-    RemoveDir(PathBuf),
+    /// A mount we attached: unmounted through its own fd.
+    Unmount { mount: Mount, at: PathBuf },
+    /// A staging directory we created under /run.
+    RemoveStagingDir(PathBuf),
+    /// A state directory we created.
+    RemoveStateDir(CreatedDir),
+    /// The `/run/systemd/volatile-root` link.
     RemoveLink(PathBuf),
+    /// The physical root's superblock, which we made writable.
+    RestoreReadOnly,
+}
+
+impl fmt::Display for Undo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Undo::Unmount { at, .. } => write!(f, "unmount {}", at.display()),
+            Undo::RemoveStagingDir(p) | Undo::RemoveLink(p) => write!(f, "remove {}", p.display()),
+            Undo::RemoveStateDir(d) => write!(f, "remove {}", d.path.display()),
+            Undo::RestoreReadOnly => f.write_str("remount the physical root read-only"),
+        }
+    }
 }
 
 /// What the steps found out, for the status record.
@@ -154,28 +224,35 @@ struct Run<'p> {
     res: Resources,
     report: Report,
     undo: Vec<Undo>,
-    image_has_verity: bool,
+    verified: Option<Verified>,
     loopdev: Option<LoopDevice>,
     erofs: Option<Mount>,
     composefs: Option<Mount>,
     root: Option<Mount>,
     physical: Option<Mount>,
+    state_view: Option<Mount>,
+    state: Option<StateDir>,
 }
 
 /// Runs every step of `plan`. On error, undoes what was done and says which step failed.
-pub fn execute(plan: &Plan, res: Resources) -> Result<Report, StepError> {
+pub fn execute(plan: &Plan, res: Resources) -> Result<Report, Box<StepError>> {
     let mut run = Run {
         plan,
         res,
         report: Report::default(),
         undo: Vec::new(),
-        image_has_verity: false,
+        verified: None,
         loopdev: None,
         erofs: None,
         composefs: None,
         root: None,
         physical: None,
+        state_view: None,
+        state: None,
     };
+    for warning in &plan.warnings {
+        log::warn!("{warning}");
+    }
     for (i, step) in plan.steps.iter().enumerate() {
         let number = i + 1;
         log::info!("step {number}: {step}");
@@ -184,13 +261,13 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<Report, StepError> {
         let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         run.report.timings.push((step.name(), usec));
         if let Err(cause) = result {
-            let err = StepError {
+            let undo_failures = run.unwind();
+            return Err(Box::new(StepError {
                 number,
                 step: step.to_string(),
                 cause,
-            };
-            run.unwind();
-            return Err(err);
+                undo_failures,
+            }));
         }
     }
     // The staging directory is empty once every staged mount is gone.
@@ -213,12 +290,26 @@ fn injected(_number: usize) -> Result<(), ExecError> {
     Ok(())
 }
 
+/// Test-only: make the first undo action fail, to see it reported (`CFS_SETUP_ROOT_FAIL_UNDO`).
+#[cfg(feature = "fault-injection")]
+fn undo_injected(first: bool) -> bool {
+    first && std::env::var_os("CFS_SETUP_ROOT_FAIL_UNDO").is_some()
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn undo_injected(_first: bool) -> bool {
+    false
+}
+
 /// The layers of one overlay, as fds; passed to the kernel as the plan's strategy says.
 struct Layers<'a> {
     lower: BorrowedFd<'a>,
     data: Option<BorrowedFd<'a>>,
     upper: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
 }
+
+/// Log a progress line every this many bytes of a digest computed in userspace.
+const PROGRESS_STEP: u64 = 128 << 20;
 
 impl Run<'_> {
     fn attach_first(&self) -> bool {
@@ -231,21 +322,65 @@ impl Run<'_> {
                 path,
                 expected,
                 mode,
-            } => self.verify(path, expected, *mode),
+                max_size,
+            } => self.verify(path, expected, *mode, *max_size),
             Step::MountErofs { backing, staging } => self.mount_erofs(*backing, staging.as_deref()),
             Step::MountComposefs { source, verity, .. } => self.mount_composefs(source, *verity),
-            Step::ClonePhysicalRoot { sysroot, readonly } => {
-                let m = Mount::clone_of(CWD, &path_str(sysroot)?, "the physical root")?;
-                if *readonly {
-                    m.set_readonly("the physical root's clone")?;
-                }
+            Step::ClonePhysicalRoot { readonly, .. } => {
+                let m =
+                    Mount::clone_tree(self.res.sysroot_fd.as_fd(), "", true, "the physical root")?;
+                let attrs = MountAttributes {
+                    set: if *readonly {
+                        MountAttrFlags::MOUNT_ATTR_RDONLY
+                    } else {
+                        MountAttrFlags::empty()
+                    },
+                    private: true,
+                    ..MountAttributes::default()
+                };
+                m.set_attributes(attrs, true, "the physical root's clone")?;
                 self.physical = Some(m);
+                Ok(())
+            }
+            Step::RemountPhysicalRootWritable { sysroot } => {
+                reconfigure_superblock(
+                    self.res.sysroot_fd.as_fd(),
+                    false,
+                    &sysroot.display().to_string(),
+                )
+                .map_err(|e| {
+                    hint(
+                        e.into(),
+                        "is the disk write-protected? boot with `rw`, or use transient /etc and /var",
+                    )
+                })?;
+                self.undo.push(Undo::RestoreReadOnly);
+                Ok(())
+            }
+            Step::OpenStateView { .. } => {
+                let view = Mount::clone_tree(
+                    self.res.sysroot_fd.as_fd(),
+                    "",
+                    true,
+                    "the physical root (state view)",
+                )?;
+                let attrs = MountAttributes {
+                    clear: MountAttrFlags::MOUNT_ATTR_RDONLY,
+                    private: true,
+                    ..MountAttributes::default()
+                };
+                view.set_attributes(attrs, true, "the state view")?;
+                self.state_view = Some(view);
                 Ok(())
             }
             Step::AttachRoot { target } => {
                 let root = self.root()?;
                 root.attach(CWD, &path_str(target)?, &target.display().to_string())?;
-                self.undo.push(Undo::Unmount(target.clone()));
+                let mount = clone_handle(root)?;
+                self.undo.push(Undo::Unmount {
+                    mount,
+                    at: target.clone(),
+                });
                 Ok(())
             }
             Step::TransientRoot => self.transient_root(),
@@ -257,12 +392,12 @@ impl Run<'_> {
                 self.attach_beneath(&physical, "sysroot", target)
                     .map_err(|e| hint(e, "does the image have a /sysroot directory?"))
             }
-            Step::CreateStateDir { path, mode } => Ok(create_state_dir(
-                self.res.sysroot_fd.as_fd(),
-                path,
-                *mode,
-                &self.plan.sysroot,
-            )?),
+            Step::CreateStateDir { path, mode } => {
+                let created = self.state()?.create_dirs(path, *mode)?;
+                self.undo
+                    .extend(created.into_iter().map(Undo::RemoveStateDir));
+                Ok(())
+            }
             Step::MountState { name, how, target } => self.mount_state(name, how, target),
             Step::MeasureImage {
                 device,
@@ -283,38 +418,58 @@ impl Run<'_> {
         }
     }
 
+    /// The state directory beneath the writable view, opened (and created) on first use.
+    fn state(&mut self) -> Result<&StateDir, ExecError> {
+        if self.state.is_none() {
+            let view = self
+                .state_view
+                .as_ref()
+                .ok_or_else(|| missing("state view"))?;
+            let (dir, created) = StateDir::create(view.as_fd(), &self.plan.sysroot)?;
+            if let Some(created) = created {
+                self.undo.push(Undo::RemoveStateDir(created));
+            }
+            self.state = Some(dir);
+        }
+        self.state
+            .as_ref()
+            .ok_or_else(|| missing("state directory"))
+    }
+
     fn verify(
         &mut self,
         path: &Path,
         expected: &Digest,
         mode: VerifyMode,
+        max_size: u64,
     ) -> Result<(), ExecError> {
+        let size = self.res.image.size();
+        if size > max_size {
+            return Err(ExecError::TooLarge {
+                path: path.to_path_buf(),
+                size,
+                max: max_size,
+            });
+        }
         let measured = measure(self.res.image.as_fd()).map_err(|source| ExecError::Measure {
             path: path.to_path_buf(),
             source,
         })?;
-        let found = match (measured, mode) {
-            (Measurement::Digest(d), _) => {
-                self.image_has_verity = true;
-                self.report.kernel_verity = true;
-                d
-            }
+        let evidence = match (measured, mode) {
+            (Measurement::Digest(d), _) => Evidence::Kernel(d),
             (Measurement::NoVerity, VerifyMode::KernelRequired) => {
                 return Err(ExecError::NoVerity {
                     path: path.to_path_buf(),
                 });
             }
-            (Measurement::NoVerity, VerifyMode::KernelIfPresent) => {
-                log::warn!(
-                    "image {} has no fs-verity and check-digest = false: its content is not checked",
-                    path.display()
-                );
-                return Ok(());
-            }
+            (Measurement::NoVerity, VerifyMode::KernelIfPresent) => Evidence::Unchecked,
             (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
-                let mut reader = PositionedReader {
+                let mut reader = ProgressReader {
                     fd: self.res.image.as_fd(),
                     offset: 0,
+                    size,
+                    next_report: PROGRESS_STEP,
+                    path,
                 };
                 let d = compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(
                     |source| ExecError::Read {
@@ -322,26 +477,32 @@ impl Run<'_> {
                         source,
                     },
                 )?;
-                self.report.computed_digest = true;
-                d
+                Evidence::Computed(d)
             }
         };
-        if found != *expected {
-            return Err(ExecError::Mismatch {
-                path: path.to_path_buf(),
-                expected: format!("{}:{expected}", expected.algorithm()),
-                found: format!("{}:{found}", found.algorithm()),
-            });
+        let verified = judge(expected, evidence).map_err(|m| ExecError::Mismatch {
+            path: path.to_path_buf(),
+            expected: format!("{}:{expected}", expected.algorithm()),
+            found: format!("{}:{}", m.found.algorithm(), m.found),
+        })?;
+        match verified {
+            Verified::ByKernel | Verified::ByComputation => log::info!(
+                "image digest {}:{expected} matches ({})",
+                expected.algorithm(),
+                if verified == Verified::ByKernel {
+                    "kernel fs-verity"
+                } else {
+                    "computed"
+                }
+            ),
+            Verified::NotChecked => log::warn!(
+                "image {} has no fs-verity and check-digest = false: its content is not checked",
+                path.display()
+            ),
         }
-        log::info!(
-            "image digest {}:{found} matches ({})",
-            found.algorithm(),
-            if self.image_has_verity {
-                "kernel fs-verity"
-            } else {
-                "computed"
-            }
-        );
+        self.report.kernel_verity = verified == Verified::ByKernel;
+        self.report.computed_digest = verified == Verified::ByComputation;
+        self.verified = Some(verified);
         Ok(())
     }
 
@@ -401,10 +562,8 @@ impl Run<'_> {
         )?;
         ctx.set_string("metacopy", "on")?;
         ctx.set_string("redirect_dir", "on")?;
-        let require = match verity {
-            OverlayVerity::Require => true,
-            OverlayVerity::IfImageHasVerity => self.image_has_verity,
-        };
+        let verified = self.verified.ok_or_else(|| missing("verified image"))?;
+        let require = overlay_requires_verity(verity, verified);
         if require {
             ctx.set_string("verity", "require")?;
         }
@@ -425,7 +584,8 @@ impl Run<'_> {
             // Stack the transient overlay over the composefs root already on the sysroot.
             let target = self.plan.sysroot.clone();
             overlay.attach(CWD, &path_str(&target)?, &target.display().to_string())?;
-            self.undo.push(Undo::Unmount(target));
+            let mount = clone_handle(&overlay)?;
+            self.undo.push(Undo::Unmount { mount, at: target });
         }
         self.unstage()?;
         self.root = Some(overlay);
@@ -462,16 +622,18 @@ impl Run<'_> {
         how: &StateMount,
         target: &Path,
     ) -> Result<(), ExecError> {
-        let sysroot = &self.plan.sysroot;
         let mount = match how {
             StateMount::Bind { source } => {
-                let dir = open_state_dir(self.res.sysroot_fd.as_fd(), source, sysroot)?;
-                Mount::clone_of(dir.as_fd(), "", &sysroot.join(source).display().to_string())?
+                let state = self.state()?;
+                let dir = state.open_dir(source)?;
+                let what = state.path().join(source).display().to_string();
+                Mount::clone_of(dir.as_fd(), "", &what)?
             }
             StateMount::Overlay { upper, work } => {
                 let lower = self.image_dir(name)?;
-                let upper = open_state_dir(self.res.sysroot_fd.as_fd(), upper, sysroot)?;
-                let work = open_state_dir(self.res.sysroot_fd.as_fd(), work, sysroot)?;
+                let state = self.state()?;
+                let upper = state.open_dir(upper)?;
+                let work = state.open_dir(work)?;
                 let ctx = FsContext::new("overlay")?;
                 ctx.set_string("source", &format!("composefs-{name}"))?;
                 self.set_layers(
@@ -535,7 +697,11 @@ impl Run<'_> {
         let root = self.root()?;
         mount.attach(root.as_fd(), name, &target.display().to_string())?;
         if self.attach_first() {
-            self.undo.push(Undo::Unmount(target.to_path_buf()));
+            let mount = clone_handle(mount)?;
+            self.undo.push(Undo::Unmount {
+                mount,
+                at: target.to_path_buf(),
+            });
         }
         Ok(())
     }
@@ -585,10 +751,12 @@ impl Run<'_> {
         if !self
             .undo
             .iter()
-            .any(|u| matches!(u, Undo::RemoveDir(p) if p == staging))
+            .any(|u| matches!(u, Undo::RemoveStagingDir(p) if p == staging))
         {
             match rustix::fs::mkdir(staging, Mode::from_raw_mode(0o700)) {
-                Ok(()) => self.undo.push(Undo::RemoveDir(staging.to_path_buf())),
+                Ok(()) => self
+                    .undo
+                    .push(Undo::RemoveStagingDir(staging.to_path_buf())),
                 Err(Errno::EXIST) => {}
                 Err(errno) => {
                     return Err(ExecError::Io {
@@ -604,11 +772,12 @@ impl Run<'_> {
             path: at.to_path_buf(),
             errno,
         })?;
-        self.undo.push(Undo::RemoveDir(at.to_path_buf()));
-        if let Err(e) = mount.attach(CWD, &path_str(at)?, &at.display().to_string()) {
-            return Err(e.into());
-        }
-        self.undo.push(Undo::Unmount(at.to_path_buf()));
+        self.undo.push(Undo::RemoveStagingDir(at.to_path_buf()));
+        mount.attach(CWD, &path_str(at)?, &at.display().to_string())?;
+        self.undo.push(Undo::Unmount {
+            mount: clone_handle(mount)?,
+            at: at.to_path_buf(),
+        });
         Ok(())
     }
 
@@ -617,21 +786,19 @@ impl Run<'_> {
         let Some(staging) = &self.plan.staging else {
             return Ok(());
         };
-        let Some(pos) = self
-            .undo
-            .iter()
-            .rposition(|u| matches!(u, Undo::Unmount(p) if p.parent() == Some(staging.as_path())))
-        else {
+        let Some(pos) = self.undo.iter().rposition(
+            |u| matches!(u, Undo::Unmount { at, .. } if at.parent() == Some(staging.as_path())),
+        ) else {
             return Ok(());
         };
-        let Undo::Unmount(at) = self.undo.remove(pos) else {
+        let Undo::Unmount { mount, at } = self.undo.remove(pos) else {
             return Ok(());
         };
-        detach(&at)?;
+        mount.unmount()?;
         if let Some(dpos) = self
             .undo
             .iter()
-            .rposition(|u| matches!(u, Undo::RemoveDir(p) if *p == at))
+            .rposition(|u| matches!(u, Undo::RemoveStagingDir(p) if *p == at))
         {
             self.undo.remove(dpos);
         }
@@ -647,7 +814,7 @@ impl Run<'_> {
             && let Some(pos) = self
                 .undo
                 .iter()
-                .position(|u| matches!(u, Undo::RemoveDir(p) if p == staging))
+                .position(|u| matches!(u, Undo::RemoveStagingDir(p) if p == staging))
         {
             self.undo.remove(pos);
             if let Err(e) = rustix::fs::rmdir(staging) {
@@ -656,26 +823,55 @@ impl Run<'_> {
         }
     }
 
-    /// Undoes every attached mount and created entry, newest first.
-    fn unwind(&mut self) {
-        while let Some(undo) = self.undo.pop() {
-            let result = match &undo {
-                Undo::Unmount(p) => detach(p).map_err(|e| e.to_string()),
-                Undo::RemoveDir(p) => rustix::fs::rmdir(p).map_err(|e| e.to_string()),
-                Undo::RemoveLink(p) => rustix::fs::unlink(p).map_err(|e| e.to_string()),
-            };
-            match result {
-                Ok(()) => log::info!("undone: {undo:?}"),
-                Err(e) => log::error!("could not undo {undo:?}: {e}"),
-            }
-        }
-        // Detached mounts go with their fds.
+    /// Undoes everything done so far, newest first; returns the undo actions that failed.
+    fn unwind(&mut self) -> Vec<String> {
+        // Detached mounts go with their fds, first: an overlay still mounted in a detached
+        // tree would keep its work directory busy. (Attached ones are held by their undo.)
         self.root = None;
         self.composefs = None;
         self.erofs = None;
         self.physical = None;
+        let mut failures = Vec::new();
+        let mut first = true;
+        while let Some(undo) = self.undo.pop() {
+            let result = if undo_injected(first) {
+                Err("injected undo failure (CFS_SETUP_ROOT_FAIL_UNDO)".to_string())
+            } else {
+                self.undo_one(&undo)
+            };
+            first = false;
+            match result {
+                Ok(()) => log::info!("undone: {undo}"),
+                Err(e) => {
+                    log::error!("could not undo ({undo}): {e}");
+                    failures.push(format!("{undo}: {e}"));
+                }
+            }
+        }
+        self.state = None;
+        self.state_view = None;
         self.loopdev = None;
+        failures
     }
+
+    fn undo_one(&self, undo: &Undo) -> Result<(), String> {
+        match undo {
+            Undo::Unmount { mount, .. } => mount.unmount().map_err(|e| e.to_string()),
+            Undo::RemoveStagingDir(p) => rustix::fs::rmdir(p).map_err(errno_text),
+            Undo::RemoveStateDir(d) => d.remove().map_err(errno_text),
+            Undo::RemoveLink(p) => rustix::fs::unlink(p).map_err(errno_text),
+            Undo::RestoreReadOnly => reconfigure_superblock(
+                self.res.sysroot_fd.as_fd(),
+                true,
+                &self.plan.sysroot.display().to_string(),
+            )
+            .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+fn errno_text(errno: Errno) -> String {
+    std::io::Error::from(errno).to_string()
 }
 
 impl Run<'_> {
@@ -783,16 +979,29 @@ fn hint(e: ExecError, check: &'static str) -> ExecError {
     }
 }
 
-/// Reads a file with `pread` from offset 0, leaving the fd's position alone.
-struct PositionedReader<'a> {
+/// Reads a file with `pread` from offset 0, leaving the fd's position alone, and logs
+/// progress every [`PROGRESS_STEP`] bytes: a large image takes seconds to hash.
+struct ProgressReader<'a> {
     fd: BorrowedFd<'a>,
     offset: u64,
+    size: u64,
+    next_report: u64,
+    path: &'a Path,
 }
 
-impl std::io::Read for PositionedReader<'_> {
+impl std::io::Read for ProgressReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = rustix::io::pread(self.fd, buf, self.offset)?;
         self.offset += n as u64;
+        if self.offset >= self.next_report && self.offset < self.size {
+            log::info!(
+                "computing the fs-verity digest of {}: {} of {} MiB",
+                self.path.display(),
+                self.offset >> 20,
+                self.size >> 20
+            );
+            self.next_report = self.offset.saturating_add(PROGRESS_STEP);
+        }
         Ok(n)
     }
 }

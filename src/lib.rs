@@ -16,10 +16,12 @@ mod json;
 pub mod log;
 pub mod loopdev;
 pub mod mount;
+pub mod physroot;
 pub mod plan;
 pub mod repo;
 pub mod status;
 pub mod tpm;
+pub mod verdict;
 pub mod verity;
 
 use std::path::{Path, PathBuf};
@@ -35,8 +37,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// No selector names an image the repository has (or no repository).
     pub const NO_IMAGE: u8 = 3;
-    /// The image was refused: digest mismatch, no fs-verity in secure mode, or a
-    /// repository entry that escapes the repository or is not a regular file.
+    /// The image was refused: digest mismatch, no fs-verity in secure mode, larger than
+    /// `[image] max-size`, or an entry that leads out of the repository or the state
+    /// directory.
     pub const REFUSED: u8 = 4;
     /// A mount step failed, or the kernel lacks a needed feature; everything was undone.
     pub const MOUNT: u8 = 5;
@@ -104,7 +107,7 @@ pub enum RunError {
     Probe(std::io::Error),
     /// A step failed (and was undone).
     #[error("{0}")]
-    Step(#[from] execute::StepError),
+    Step(#[from] Box<execute::StepError>),
 }
 
 fn list(skipped: &[(String, SkipReason)]) -> String {
@@ -126,7 +129,7 @@ impl RunError {
             RunError::NoUsableImage(_) | RunError::Repository(_) => exit::NO_IMAGE,
             RunError::Refused(_) => exit::REFUSED,
             RunError::Feature(_) | RunError::Probe(_) => exit::MOUNT,
-            RunError::Step(e) if e.cause.is_verification() => exit::REFUSED,
+            RunError::Step(e) if e.cause.is_refusal() => exit::REFUSED,
             RunError::Step(e) if matches!(e.cause, execute::ExecError::Tpm(_)) => exit::TPM,
             RunError::Step(_) => exit::MOUNT,
         }
@@ -151,7 +154,9 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         Some(text) => text.clone(),
         None => {
             let path = PathBuf::from("/proc/cmdline");
-            std::fs::read_to_string(&path).map_err(|source| RunError::Cmdline { path, source })?
+            let bytes =
+                std::fs::read(&path).map_err(|source| RunError::Cmdline { path, source })?;
+            cmdline::text_from_bytes(&bytes)
         }
     };
     let kargs = cmdline::parse(&text);
@@ -197,7 +202,14 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         index,
         found: image,
         skipped,
-    } = match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| repo.open_image(d)) {
+    } = match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| {
+        match repo.open_image(d) {
+            repo::ImageLookup::Found(image) => plan::Lookup::Found(image),
+            repo::ImageLookup::Absent => plan::Lookup::Absent,
+            repo::ImageLookup::Unusable(e) => plan::Lookup::Unusable(e.to_string()),
+            repo::ImageLookup::Escapes(e) => plan::Lookup::Refused(e),
+        }
+    }) {
         Ok(chosen) => chosen,
         Err(plan::ChooseError::NoneUsable(mut skipped)) => {
             skipped.extend(malformed());
@@ -229,7 +241,14 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     let strategy = features.strategy(opts.overrides)?;
 
     let sysroot_fd = repo::open_sysroot(&opts.sysroot).map_err(RunError::Repository)?;
-    let deploy = Path::new(repo::STATE_DEPLOY_DIR).join(selector.digest.to_hex());
+    let deploy = Path::new(repo::DEPLOY_DIR).join(selector.digest.to_hex());
+    let etc_state = match repo::StateDir::open(sysroot_fd.as_fd(), &opts.sysroot) {
+        Ok(Some(state)) => state.etc_state(&deploy),
+        Ok(None) => repo::EtcState::Missing,
+        Err(e) => return Err(RunError::Refused(e)),
+    };
+    let physical = physroot::survey(sysroot_fd.as_fd());
+    ::log::info!("physical root {}: {physical}", opts.sysroot.display());
     let inputs = plan::Inputs {
         sysroot: &opts.sysroot,
         selector,
@@ -237,7 +256,8 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         objects_path: repo.path().join("objects"),
         config: &config,
         strategy,
-        etc_state: repo::etc_state(sysroot_fd.as_fd(), &deploy),
+        etc_state,
+        physical,
         volatile_state: kargs.volatile_state,
         gpt_auto_root: gpt_auto_root(&opts.sysroot),
         staging: staging_dir(),

@@ -16,7 +16,8 @@ use std::path::Path;
 
 use rustix::io::Errno;
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
+    FsMountFlags, FsOpenFlags, FsPickFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
+    UnmountFlags,
 };
 
 /// A failed mount-API call: what was tried, the errno, and what the kernel said about it.
@@ -155,12 +156,24 @@ impl Mount {
     /// `open_tree(dirfd, path, OPEN_TREE_CLONE)`: a detached copy of the mount at `path`
     /// (not of mounts beneath it).
     pub fn clone_of(dirfd: BorrowedFd<'_>, path: &str, what: &str) -> Result<Mount, MountError> {
-        let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
-        let flags = if path.is_empty() {
-            flags | OpenTreeFlags::AT_EMPTY_PATH
-        } else {
-            flags
-        };
+        Self::clone_tree(dirfd, path, false, what)
+    }
+
+    /// `open_tree(dirfd, path, OPEN_TREE_CLONE [| AT_RECURSIVE])`: a detached copy of the
+    /// mount at `path`, with the mounts beneath it when `recursive` (`mount --rbind`).
+    pub fn clone_tree(
+        dirfd: BorrowedFd<'_>,
+        path: &str,
+        recursive: bool,
+        what: &str,
+    ) -> Result<Mount, MountError> {
+        let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        if path.is_empty() {
+            flags |= OpenTreeFlags::AT_EMPTY_PATH;
+        }
+        if recursive {
+            flags |= OpenTreeFlags::AT_RECURSIVE;
+        }
         let fd = rustix::mount::open_tree(dirfd, path, flags)
             .map_err(|e| MountError::syscall(format!("open_tree clone of {what}"), e))?;
         Ok(Mount { fd })
@@ -179,12 +192,27 @@ impl Mount {
 
     /// Make this mount (only this one, not the superblock) read-only.
     pub fn set_readonly(&self, what: &str) -> Result<(), MountError> {
-        mount_setattr(
-            self.fd.as_fd(),
-            MountAttrFlags::MOUNT_ATTR_RDONLY.bits() as u64,
-            0,
-        )
-        .map_err(|e| MountError::syscall(format!("mount_setattr read-only on {what}"), e))
+        self.set_attributes(MountAttributes::READ_ONLY, false, what)
+    }
+
+    /// `mount_setattr` on this mount, and on every mount beneath it when `recursive`.
+    pub fn set_attributes(
+        &self,
+        attrs: MountAttributes,
+        recursive: bool,
+        what: &str,
+    ) -> Result<(), MountError> {
+        mount_setattr(self.fd.as_fd(), attrs, recursive).map_err(|e| {
+            MountError::syscall(format!("mount_setattr ({}) on {what}", attrs.describe()), e)
+        })
+    }
+
+    /// Unmounts this very mount (`umount2("/proc/self/fd/N", MNT_DETACH)`): the path names
+    /// the mount the fd holds, whatever else is stacked on the same mount point since.
+    pub fn unmount(&self) -> Result<(), MountError> {
+        let path = self.proc_path();
+        rustix::mount::unmount(path.as_str(), UnmountFlags::DETACH)
+            .map_err(|e| MountError::syscall(format!("unmount of the mount at {path}"), e))
     }
 
     /// A second fd naming the same mount (one `dup`: the mount itself is not copied).
@@ -216,6 +244,54 @@ pub fn detach(path: &Path) -> Result<(), MountError> {
         .map_err(|e| MountError::syscall(format!("unmount {}", path.display()), e))
 }
 
+/// What a `mount_setattr` call changes: flags to set and clear, and a new propagation type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountAttributes {
+    /// `MOUNT_ATTR_*` flags to set.
+    pub set: MountAttrFlags,
+    /// `MOUNT_ATTR_*` flags to clear.
+    pub clear: MountAttrFlags,
+    /// Make the mounts private (no propagation to or from any peer group).
+    pub private: bool,
+}
+
+impl Default for MountAttributes {
+    fn default() -> Self {
+        MountAttributes {
+            set: MountAttrFlags::empty(),
+            clear: MountAttrFlags::empty(),
+            private: false,
+        }
+    }
+}
+
+impl MountAttributes {
+    /// Read-only, nothing else.
+    pub const READ_ONLY: MountAttributes = MountAttributes {
+        set: MountAttrFlags::MOUNT_ATTR_RDONLY,
+        clear: MountAttrFlags::empty(),
+        private: false,
+    };
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.set.contains(MountAttrFlags::MOUNT_ATTR_RDONLY) {
+            parts.push("read-only");
+        }
+        if self.clear.contains(MountAttrFlags::MOUNT_ATTR_RDONLY) {
+            parts.push("writable");
+        }
+        if self.private {
+            parts.push("private");
+        }
+        parts.join(", ")
+    }
+}
+
+/// `MS_PRIVATE` from `<linux/mount.h>`: the one propagation type `mount_setattr` takes that
+/// we use.
+const MS_PRIVATE: u64 = 1 << 18;
+
 /// `struct mount_attr` from `<linux/mount.h>` (MOUNT_ATTR_SIZE_VER0).
 #[repr(C)]
 struct MountAttr {
@@ -226,21 +302,27 @@ struct MountAttr {
 }
 static_assertions::assert_eq_size!(MountAttr, [u8; 32]);
 
-fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64) -> Result<(), Errno> {
+fn mount_setattr(fd: BorrowedFd<'_>, attrs: MountAttributes, recursive: bool) -> Result<(), Errno> {
     raw_mount_setattr(
         fd,
         &MountAttr {
-            attr_set: set,
-            attr_clr: clear,
-            propagation: 0,
+            attr_set: u64::from(attrs.set.bits()),
+            attr_clr: u64::from(attrs.clear.bits()),
+            propagation: if attrs.private { MS_PRIVATE } else { 0 },
             userns_fd: 0,
         },
+        recursive,
     )
 }
 
-/// `mount_setattr(fd, "", AT_EMPTY_PATH, attr, sizeof attr)`. rustix has no wrapper for it.
-fn raw_mount_setattr(fd: BorrowedFd<'_>, attr: &MountAttr) -> Result<(), Errno> {
+/// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], attr, sizeof attr)`. rustix has no
+/// wrapper for it.
+fn raw_mount_setattr(fd: BorrowedFd<'_>, attr: &MountAttr, recursive: bool) -> Result<(), Errno> {
     let empty = CString::default();
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: mount_setattr reads `size_of::<MountAttr>()` bytes from `attr`, which is a
     // valid, initialised `#[repr(C)]` struct of exactly that size (asserted above); `empty`
     // is a valid NUL-terminated string; `fd` is open for the duration of the call. The
@@ -250,7 +332,7 @@ fn raw_mount_setattr(fd: BorrowedFd<'_>, attr: &MountAttr) -> Result<(), Errno> 
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
+            flags,
             attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -260,4 +342,29 @@ fn raw_mount_setattr(fd: BorrowedFd<'_>, attr: &MountAttr) -> Result<(), Errno> 
     } else {
         Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL))
     }
+}
+
+/// Makes the superblock of the mount `root` names read-only or writable
+/// (`fspick(root, "", FSPICK_EMPTY_PATH)`, the VFS flag `ro` or `rw`, then
+/// `FSCONFIG_CMD_RECONFIGURE`): what `mount -o remount,rw` does to the filesystem, leaving
+/// every mount's own read-only flag alone. `root` must be the root of a mount.
+pub fn reconfigure_superblock(
+    root: BorrowedFd<'_>,
+    readonly: bool,
+    what: &str,
+) -> Result<(), MountError> {
+    let flag = if readonly { "ro" } else { "rw" };
+    let fd = rustix::mount::fspick(
+        root,
+        "",
+        FsPickFlags::FSPICK_EMPTY_PATH | FsPickFlags::FSPICK_CLOEXEC,
+    )
+    .map_err(|e| MountError::syscall(format!("fspick {what}"), e))?;
+    let ctx = FsContext {
+        fd,
+        fstype: "superblock",
+    };
+    ctx.set_flag(flag)?;
+    rustix::mount::fsconfig_reconfigure(&ctx.fd)
+        .map_err(|e| ctx.error(format!("remounting {what} {flag} (reconfigure)"), e))
 }

@@ -9,7 +9,8 @@ use crate::cmdline::ImageSelector;
 use crate::config::{Config, EtcMode, MountMode, TpmMeasure};
 use crate::digest::{Algorithm, Digest};
 use crate::features::{Assembly, ErofsBacking, MountStrategy};
-use crate::repo::{EtcState, STATE_DEPLOY_DIR};
+use crate::physroot::PhysicalRoot;
+use crate::repo::{DEPLOY_DIR, EtcState, STATE_DIR};
 
 /// How the image's digest is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,19 +34,20 @@ pub enum OverlayVerity {
     IfImageHasVerity,
 }
 
-/// How /etc or /var is provided, resolved from the config and the state layout.
+/// How /etc or /var is provided, resolved from the config and the state layout. Paths are
+/// relative to the state directory `<sysroot>/state`, beneath which they must resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateMount {
-    /// Bind-mount `source` (beneath the physical root).
+    /// Bind-mount `source`.
     Bind {
-        /// The state directory, relative to the physical root.
+        /// The state directory, relative to `<sysroot>/state`.
         source: PathBuf,
     },
     /// Overlay with the image's directory below and `upper` / `work` above.
     Overlay {
-        /// Upper directory, relative to the physical root.
+        /// Upper directory, relative to `<sysroot>/state`.
         upper: PathBuf,
-        /// Work directory, relative to the physical root.
+        /// Work directory, relative to `<sysroot>/state`.
         work: PathBuf,
     },
     /// Overlay with the image's directory below and a fresh tmpfs above.
@@ -63,6 +65,8 @@ pub enum Step {
         expected: Digest,
         /// How.
         mode: VerifyMode,
+        /// The largest image accepted (`[image] max-size`), in bytes.
+        max_size: u64,
     },
     /// Create the erofs superblock over the image (read-only).
     MountErofs {
@@ -81,12 +85,25 @@ pub enum Step {
         /// The repository's objects directory.
         objects: PathBuf,
     },
-    /// Clone the physical root's mount, to reach it from the new root.
+    /// Clone the physical root's mount with the mounts beneath it (`/boot`...), private,
+    /// to reach it from the new root.
     ClonePhysicalRoot {
         /// The physical root.
         sysroot: PathBuf,
-        /// Make the clone read-only.
+        /// Make the clone (and every mount in it) read-only.
         readonly: bool,
+    },
+    /// Make the physical root's filesystem writable, as `rw` on the command line would have
+    /// (its superblock is read-only: `ro`); undone on failure.
+    RemountPhysicalRootWritable {
+        /// The physical root.
+        sysroot: PathBuf,
+    },
+    /// A private, writable, detached clone of the physical root, through which the state
+    /// directories are created and mounted (whatever the flags of `/sysroot`'s own mount).
+    OpenStateView {
+        /// The physical root.
+        sysroot: PathBuf,
     },
     /// Attach the new root onto the sysroot mount point (stacked over the physical root).
     AttachRoot {
@@ -100,9 +117,10 @@ pub enum Step {
         /// Final path, for messages.
         target: PathBuf,
     },
-    /// Create a state directory (and parents) beneath the physical root.
+    /// Create a state directory (and parents) beneath `<sysroot>/state`; removed again
+    /// if the run fails.
     CreateStateDir {
-        /// Path relative to the physical root.
+        /// Path relative to `<sysroot>/state`.
         path: PathBuf,
         /// Its mode.
         mode: u32,
@@ -151,6 +169,8 @@ pub struct Plan {
     pub staging: Option<PathBuf>,
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// What the plan had to give up, for the log (one warning each).
+    pub warnings: Vec<String>,
 }
 
 /// Facts gathered before planning (by `lib::run`, or by hand in tests).
@@ -174,6 +194,8 @@ pub struct Inputs<'a> {
     pub volatile_state: bool,
     /// `/dev/gpt-auto-root` exists: the physical root's (major, minor).
     pub gpt_auto_root: Option<(u32, u32)>,
+    /// What the physical root's filesystem allows.
+    pub physical: PhysicalRoot,
     /// Where attach-first paths may create their private staging directory.
     pub staging: PathBuf,
     /// The TPM device ([`crate::tpm::DEVICE`]; tests name another).
@@ -187,9 +209,10 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let hex = digest.to_hex();
     let attach_first = inputs.strategy.assembly != Assembly::Detached;
     let staging = attach_first.then(|| inputs.staging.clone());
-    let deploy = Path::new(STATE_DEPLOY_DIR).join(&hex);
+    let deploy = Path::new(DEPLOY_DIR).join(&hex);
     let in_root = |rel: &str| inputs.sysroot.join(rel);
     let mut steps = Vec::new();
+    let mut warnings = Vec::new();
 
     let mode = match (inputs.selector.insecure, cfg.check_digest) {
         (false, _) => VerifyMode::KernelRequired,
@@ -200,6 +223,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         path: inputs.image_path.clone(),
         expected: digest,
         mode,
+        max_size: cfg.max_image_size,
     });
     steps.push(Step::MountErofs {
         backing: inputs.strategy.erofs,
@@ -233,17 +257,44 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         target: in_root("sysroot"),
     });
 
-    let etc = match cfg.etc {
+    let mut etc = match cfg.etc {
         EtcMode::Fixed(m) => m,
         EtcMode::Auto => match inputs.etc_state {
             EtcState::Populated => MountMode::Bind,
             EtcState::Missing | EtcState::Empty | EtcState::OverlayDirs => MountMode::Overlay,
         },
     };
-    state_steps(&mut steps, "etc", etc, &deploy, in_root("etc"));
-    if !inputs.volatile_state {
-        state_steps(&mut steps, "var", cfg.var, &deploy, in_root("var"));
+    let mut var = if inputs.volatile_state {
+        MountMode::None
+    } else {
+        cfg.var
+    };
+    let writes = |m: MountMode| matches!(m, MountMode::Bind | MountMode::Overlay);
+    if writes(etc) || writes(var) {
+        if inputs.physical.superblock_readonly && inputs.physical.device_readonly {
+            // Nothing can make the state writable: keep the boot, lose the changes.
+            for (name, mode) in [("etc", &mut etc), ("var", &mut var)] {
+                if writes(*mode) {
+                    *mode = MountMode::Transient;
+                    warnings.push(format!(
+                        "the physical root's device is read-only: /{name} is transient \
+                         (changes are lost at reboot) instead of the deployment's state"
+                    ));
+                }
+            }
+        } else {
+            if inputs.physical.superblock_readonly {
+                steps.push(Step::RemountPhysicalRootWritable {
+                    sysroot: inputs.sysroot.to_path_buf(),
+                });
+            }
+            steps.push(Step::OpenStateView {
+                sysroot: inputs.sysroot.to_path_buf(),
+            });
+        }
     }
+    state_steps(&mut steps, "etc", etc, &deploy, in_root("etc"));
+    state_steps(&mut steps, "var", var, &deploy, in_root("var"));
     if !attach_first {
         steps.push(attach);
     }
@@ -267,6 +318,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         strategy: inputs.strategy,
         staging,
         steps,
+        warnings,
     }
 }
 
@@ -283,7 +335,7 @@ fn state_steps(
         MountMode::Transient => StateMount::Transient,
         MountMode::Bind => {
             // Created when missing, so a first boot works; an existing entry (bootc's
-            // relative `var` link) is followed beneath the physical root.
+            // relative `var` link) is followed beneath the state directory.
             steps.push(Step::CreateStateDir {
                 path: dir.clone(),
                 mode: 0o755,
@@ -307,6 +359,11 @@ fn state_steps(
     steps.push(Step::MountState { name, how, target });
 }
 
+/// A path relative to the state directory, as the admin sees it (`state/deploy/...`).
+fn state_path(rel: &Path) -> String {
+    Path::new(STATE_DIR).join(rel).display().to_string()
+}
+
 /// Why the command line named no image we can boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
@@ -317,6 +374,8 @@ pub enum SkipReason {
     },
     /// No `images/<hex>` in the repository.
     NotInRepository,
+    /// An `images/<hex>` entry that cannot be an image (why, with its path).
+    Unusable(String),
     /// The argument was malformed.
     Malformed(String),
 }
@@ -328,6 +387,7 @@ impl fmt::Display for SkipReason {
                 write!(f, "the repository uses {repository}")
             }
             SkipReason::NotInRepository => f.write_str("no such image in the repository"),
+            SkipReason::Unusable(why) => f.write_str(why),
             SkipReason::Malformed(why) => write!(f, "malformed: {why}"),
         }
     }
@@ -335,6 +395,19 @@ impl fmt::Display for SkipReason {
 
 /// Selectors passed over, as written, with the reason.
 pub type Skipped = Vec<(String, SkipReason)>;
+
+/// What looking a selector's image up found.
+#[derive(Debug)]
+pub enum Lookup<T, E> {
+    /// The image.
+    Found(T),
+    /// No such image.
+    Absent,
+    /// An entry that is no usable image (the reason, naming the path): try the next.
+    Unusable(String),
+    /// An entry that means tampering: stop the search.
+    Refused(E),
+}
 
 /// The selector chosen and what was passed over before it.
 #[derive(Debug)]
@@ -356,13 +429,13 @@ pub enum ChooseError<E> {
     Refused(E),
 }
 
-/// The first selector whose image exists in a repository of its algorithm, and the
-/// selectors passed over before it. `lookup` opens an image: `Ok(None)` when absent; an
-/// error stops the search (a repository that refuses an image is not silently skipped).
+/// The first selector whose image exists and opens in a repository of its algorithm, and
+/// the selectors passed over before it. Absent and unusable entries fall through to the
+/// next selector; a refused one (an entry leading out of the repository) stops the search.
 pub fn choose_image<T, E>(
     selectors: &[ImageSelector],
     repository: Option<Algorithm>,
-    mut lookup: impl FnMut(&Digest) -> Result<Option<T>, E>,
+    mut lookup: impl FnMut(&Digest) -> Lookup<T, E>,
 ) -> Result<Chosen<T>, ChooseError<E>> {
     let mut skipped = Vec::new();
     for (index, sel) in selectors.iter().enumerate() {
@@ -378,15 +451,16 @@ pub fn choose_image<T, E>(
             continue;
         }
         match lookup(&sel.digest) {
-            Ok(Some(found)) => {
+            Lookup::Found(found) => {
                 return Ok(Chosen {
                     index,
                     found,
                     skipped,
                 });
             }
-            Ok(None) => skipped.push((sel.arg.clone(), SkipReason::NotInRepository)),
-            Err(e) => return Err(ChooseError::Refused(e)),
+            Lookup::Absent => skipped.push((sel.arg.clone(), SkipReason::NotInRepository)),
+            Lookup::Unusable(why) => skipped.push((sel.arg.clone(), SkipReason::Unusable(why))),
+            Lookup::Refused(e) => return Err(ChooseError::Refused(e)),
         }
     }
     Err(ChooseError::NoneUsable(skipped))
@@ -404,6 +478,8 @@ impl Step {
             Step::MountErofs { .. } => "mount-erofs",
             Step::MountComposefs { .. } => "mount-composefs",
             Step::ClonePhysicalRoot { .. } => "clone-physical-root",
+            Step::RemountPhysicalRootWritable { .. } => "remount-physical-root-rw",
+            Step::OpenStateView { .. } => "open-state-view",
             Step::AttachRoot { .. } => "attach-root",
             Step::TransientRoot => "transient-root",
             Step::MountPhysicalRoot { .. } => "mount-physical-root",
@@ -423,6 +499,7 @@ impl fmt::Display for Step {
                 path,
                 expected,
                 mode,
+                max_size,
             } => {
                 let how = match mode {
                     VerifyMode::KernelRequired => "kernel fs-verity digest required",
@@ -435,7 +512,7 @@ impl fmt::Display for Step {
                 };
                 write!(
                     f,
-                    "verify image {}: digest must equal {}:{expected} ({how})",
+                    "verify image {}: at most {max_size} bytes, digest must equal {}:{expected} ({how})",
                     path.display(),
                     expected.algorithm()
                 )
@@ -471,9 +548,19 @@ impl fmt::Display for Step {
             }
             Step::ClonePhysicalRoot { sysroot, readonly } => write!(
                 f,
-                "clone the physical root {} ({})",
+                "clone the physical root {} with the mounts beneath it ({}, private)",
                 sysroot.display(),
                 if *readonly { "read-only" } else { "writable" }
+            ),
+            Step::RemountPhysicalRootWritable { sysroot } => write!(
+                f,
+                "remount the physical root's filesystem {} read-write (it is read-only: `ro`), for the state",
+                sysroot.display()
+            ),
+            Step::OpenStateView { sysroot } => write!(
+                f,
+                "open a writable, private view of {} for the state directories",
+                sysroot.display()
             ),
             Step::AttachRoot { target } => {
                 write!(f, "attach the new root on {}", target.display())
@@ -487,18 +574,18 @@ impl fmt::Display for Step {
             Step::CreateStateDir { path, mode } => write!(
                 f,
                 "ensure state directory {} exists (mode {} if created)",
-                path.display(),
+                state_path(path),
                 perm(*mode)
             ),
             Step::MountState { name, how, target } => {
                 write!(f, "mount /{name} on {}: ", target.display())?;
                 match how {
-                    StateMount::Bind { source } => write!(f, "bind of {}", source.display()),
+                    StateMount::Bind { source } => write!(f, "bind of {}", state_path(source)),
                     StateMount::Overlay { upper, work } => write!(
                         f,
                         "overlay of the image's /{name}, upper {}, work {}",
-                        upper.display(),
-                        work.display()
+                        state_path(upper),
+                        state_path(work)
                     ),
                     StateMount::Transient => write!(
                         f,
@@ -538,6 +625,9 @@ impl fmt::Display for Plan {
             self.digest,
             self.strategy
         )?;
+        for warning in &self.warnings {
+            writeln!(f, "warning: {warning}")?;
+        }
         for (i, step) in self.steps.iter().enumerate() {
             writeln!(f, "step {}: {step}", i + 1)?;
         }
@@ -577,6 +667,7 @@ mod tests {
             etc_state: etc,
             volatile_state: false,
             gpt_auto_root: None,
+            physical: PhysicalRoot::default(),
             staging: PathBuf::from("/run/cfs-setup-root.1"),
             tpm_device: PathBuf::from("/dev/tpmrm0"),
         };
@@ -595,18 +686,19 @@ mod tests {
         );
         let want = "\
 plan for /sysroot: image sha256:H, detached assembly, file-backed erofs (loop device fallback), layers as fds
-step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (kernel fs-verity digest required)
+step 1: verify image /sysroot/composefs/images/H: at most 1073741824 bytes, digest must equal sha256:H (kernel fs-verity digest required)
 step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files)
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require
-step 4: clone the physical root /sysroot (read-only)
+step 4: clone the physical root /sysroot with the mounts beneath it (read-only, private)
 step 5: mount the physical root at /sysroot/sysroot
-step 6: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
-step 7: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
-step 8: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
-step 9: ensure state directory state/deploy/H/var exists (mode 0755 if created)
-step 10: mount /var on /sysroot/var: bind of state/deploy/H/var
-step 11: attach the new root on /sysroot
-step 12: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
+step 6: open a writable, private view of /sysroot for the state directories
+step 7: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
+step 8: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
+step 9: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
+step 10: ensure state directory state/deploy/H/var exists (mode 0755 if created)
+step 11: mount /var on /sysroot/var: bind of state/deploy/H/var
+step 12: attach the new root on /sysroot
+step 13: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
 ";
         assert_eq!(got, want);
     }
@@ -628,20 +720,21 @@ step 12: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, an
         });
         let want = "\
 plan for /sysroot: image sha256:H, attach-first assembly, file-backed erofs (loop device fallback), layers as paths
-step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (insecure: kernel fs-verity digest, else computed in userspace)
+step 1: verify image /sysroot/composefs/images/H: at most 1073741824 bytes, digest must equal sha256:H (insecure: kernel fs-verity digest, else computed in userspace)
 step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
-step 4: clone the physical root /sysroot (writable)
+step 4: clone the physical root /sysroot with the mounts beneath it (writable, private)
 step 5: attach the new root on /sysroot
 step 6: mount a transient overlay over the root (tmpfs upper, lost at reboot)
 step 7: mount the physical root at /sysroot/sysroot
-step 8: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
-step 9: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
-step 10: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
-step 11: ensure state directory state/deploy/H/var exists (mode 0755 if created)
-step 12: mount /var on /sysroot/var: bind of state/deploy/H/var
-step 13: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
-step 14: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
+step 8: open a writable, private view of /sysroot for the state directories
+step 9: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
+step 10: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
+step 11: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
+step 12: ensure state directory state/deploy/H/var exists (mode 0755 if created)
+step 13: mount /var on /sysroot/var: bind of state/deploy/H/var
+step 14: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
+step 15: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
 ";
         assert_eq!(got, want);
     }
@@ -664,15 +757,16 @@ step 14: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, an
         });
         let want = "\
 plan for /sysroot: image sha256:H, string-lowerdir assembly, file-backed erofs (loop device fallback), layers as paths
-step 1: verify image /sysroot/composefs/images/H: digest must equal sha256:H (insecure: kernel fs-verity digest if present, else unchecked (check-digest = false))
+step 1: verify image /sysroot/composefs/images/H: at most 1073741824 bytes, digest must equal sha256:H (insecure: kernel fs-verity digest if present, else unchecked (check-digest = false))
 step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
-step 4: clone the physical root /sysroot (read-only)
+step 4: clone the physical root /sysroot with the mounts beneath it (read-only, private)
 step 5: attach the new root on /sysroot
 step 6: mount the physical root at /sysroot/sysroot
-step 7: ensure state directory state/deploy/H/etc exists (mode 0755 if created)
-step 8: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
-step 9: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (required: no TPM or a TPM error refuses the boot)
+step 7: open a writable, private view of /sysroot for the state directories
+step 8: ensure state directory state/deploy/H/etc exists (mode 0755 if created)
+step 9: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
+step 10: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (required: no TPM or a TPM error refuses the boot)
 ";
         assert_eq!(got, want);
     }
@@ -699,6 +793,97 @@ step 9: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and
     }
 
     #[test]
+    fn read_only_physical_root_is_remounted_for_the_state() {
+        let sel = selector(false);
+        let ro = |device_readonly| {
+            move |i: &mut Inputs<'_>| {
+                i.physical = PhysicalRoot {
+                    superblock_readonly: true,
+                    device_readonly,
+                }
+            }
+        };
+        let got = render(
+            &sel,
+            &Config::default(),
+            KernelFeatures::ALL,
+            EtcState::OverlayDirs,
+            ro(false),
+        );
+        let remount = got
+            .lines()
+            .position(|l| l.contains("remount the physical root's filesystem /sysroot read-write"))
+            .unwrap_or_else(|| panic!("{got}"));
+        let first_state = got
+            .lines()
+            .position(|l| l.contains("state directory"))
+            .unwrap();
+        assert!(remount < first_state, "{got}");
+        assert!(!got.contains("warning:"), "{got}");
+        // Nothing to write: no remount.
+        let none = Config {
+            etc: EtcMode::Fixed(MountMode::Transient),
+            var: MountMode::None,
+            ..Config::default()
+        };
+        let got = render(
+            &sel,
+            &none,
+            KernelFeatures::ALL,
+            EtcState::OverlayDirs,
+            ro(false),
+        );
+        assert!(!got.contains("remount") && !got.contains("view"), "{got}");
+    }
+
+    #[test]
+    fn read_only_device_falls_back_to_transient_state() {
+        let got = render(
+            &selector(false),
+            &Config::default(),
+            KernelFeatures::ALL,
+            EtcState::OverlayDirs,
+            |i| {
+                i.physical = PhysicalRoot {
+                    superblock_readonly: true,
+                    device_readonly: true,
+                }
+            },
+        );
+        assert!(
+            got.contains("mount /etc on /sysroot/etc: transient overlay"),
+            "{got}"
+        );
+        assert!(
+            got.contains("mount /var on /sysroot/var: transient overlay"),
+            "{got}"
+        );
+        assert!(
+            !got.contains("remount") && !got.contains("state directory"),
+            "{got}"
+        );
+        assert_eq!(
+            got.matches("warning: the physical root's device is read-only")
+                .count(),
+            2
+        );
+        // A writable filesystem on a read-only device is left alone (it cannot be).
+        let got = render(
+            &selector(false),
+            &Config::default(),
+            KernelFeatures::ALL,
+            EtcState::OverlayDirs,
+            |i| {
+                i.physical = PhysicalRoot {
+                    superblock_readonly: false,
+                    device_readonly: true,
+                }
+            },
+        );
+        assert!(got.contains("overlay of the image's /etc, upper"), "{got}");
+    }
+
+    #[test]
     fn choose_first_existing_of_matching_algorithm() {
         let sha512 = ImageSelector {
             digest: Digest::from_hex(&"2".repeat(128)).unwrap(),
@@ -713,7 +898,13 @@ step 9: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and
         let present = selector(false);
         let sels = [sha512, missing, present];
         let got = choose_image(&sels, Some(Algorithm::Sha256), |d| {
-            Ok::<_, ()>((d.to_hex() == HEX).then_some("image"))
+            if d.to_hex() == HEX {
+                Lookup::<_, ()>::Found("image")
+            } else if d.to_hex().starts_with('3') {
+                Lookup::Unusable("images/333... is a FIFO, not a regular file".into())
+            } else {
+                Lookup::Absent
+            }
         });
         let Ok(Chosen {
             index,
@@ -730,14 +921,12 @@ step 9: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and
                 repository: Algorithm::Sha256
             }
         );
-        assert_eq!(skipped[1].1, SkipReason::NotInRepository);
+        assert!(matches!(skipped[1].1, SkipReason::Unusable(ref why) if why.contains("FIFO")));
         // Nothing found: every selector is listed with its reason.
-        let none = choose_image(&sels, Some(Algorithm::Sha256), |_| {
-            Ok::<Option<()>, ()>(None)
-        });
+        let none = choose_image(&sels, Some(Algorithm::Sha256), |_| Lookup::<(), ()>::Absent);
         assert!(matches!(none, Err(ChooseError::NoneUsable(ref s)) if s.len() == 3));
         // A refused entry stops the search.
-        let refused = choose_image(&sels, None, |_| Err::<Option<()>, _>("escapes"));
+        let refused = choose_image(&sels, None, |_| Lookup::<(), _>::Refused("escapes"));
         assert!(matches!(refused, Err(ChooseError::Refused("escapes"))));
     }
 }

@@ -4,8 +4,15 @@
 //! Everything inside the repository is opened with `openat2` beneath the repository
 //! directory (`RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV`): the relative
 //! link `images/<hex> -> ../objects/XX/...` resolves, while an absolute link, a link out of
-//! the repository or onto another filesystem is refused by the kernel itself.
+//! the repository or onto another filesystem is refused by the kernel itself. Files are
+//! first opened `O_PATH` (which opens nothing: no device driver, FIFO or socket sees it),
+//! their type is checked, and only a regular file is then opened for reading.
+//!
+//! State is resolved the same way beneath `<sysroot>/state`: `/etc` and `/var` must come
+//! from the state directory (bootc's `var -> ../../os/default/var` stays inside it), never
+//! from elsewhere on the physical root.
 
+use std::ffi::OsString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -16,10 +23,14 @@ use crate::digest::{Algorithm, Digest};
 
 /// The repository directory below the sysroot.
 pub const REPOSITORY_DIR: &str = "composefs";
+/// The state directory below the sysroot; `/etc` and `/var` come from beneath it.
+pub const STATE_DIR: &str = "state";
+/// The deployments' directory below the state directory.
+pub const DEPLOY_DIR: &str = "deploy";
 /// The deployments' state directory below the sysroot.
 pub const STATE_DEPLOY_DIR: &str = "state/deploy";
 
-/// What went wrong with the repository, always naming the path.
+/// What went wrong with the repository or the state directory, always naming the path.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     /// The repository directory cannot be opened.
@@ -46,15 +57,25 @@ pub enum RepoError {
         /// What is wrong.
         reason: String,
     },
-    /// The image entry resolves outside the repository or through a magic link.
+    /// An entry resolves outside the repository.
     #[error(
-        "refusing image {path}: it resolves outside the repository (absolute link, a link out of {repo}, or onto another filesystem)"
+        "refusing {path}: it resolves outside the repository (absolute link, a link out of {repo}, or onto another filesystem): the disk may have been tampered with"
     )]
     Escapes {
-        /// The image path.
+        /// The entry's path.
         path: PathBuf,
         /// The repository path.
         repo: PathBuf,
+    },
+    /// A state entry resolves outside the state directory.
+    #[error(
+        "refusing {path}: it resolves outside {state} (absolute link, or a link out of it); /etc and /var must come from the deployment's state: fix or remove that link"
+    )]
+    StateEscapes {
+        /// The entry's path.
+        path: PathBuf,
+        /// The state directory.
+        state: PathBuf,
     },
     /// The image entry exists but its target does not.
     #[error("image {path} is a dangling link: the object it names is missing")]
@@ -62,10 +83,10 @@ pub enum RepoError {
         /// The image path.
         path: PathBuf,
     },
-    /// The image is not a regular file.
-    #[error("refusing image {path}: it is a {kind}, not a regular file")]
+    /// An entry is not a regular file.
+    #[error("{path} is a {kind}, not a regular file")]
     NotRegular {
-        /// The image path.
+        /// The path.
         path: PathBuf,
         /// What it is.
         kind: &'static str,
@@ -78,6 +99,38 @@ pub enum RepoError {
         /// The error number.
         errno: Errno,
     },
+    /// Creating a state directory failed.
+    #[error("cannot create {path}: {}{}", std::io::Error::from(*errno), if *errno == Errno::ROFS { " (the physical root is read-only)" } else { "" })]
+    Create {
+        /// The path.
+        path: PathBuf,
+        /// The error number.
+        errno: Errno,
+    },
+}
+
+impl RepoError {
+    /// An entry that leads outside where it must stay: a sign of tampering, never skipped.
+    pub fn is_escape(&self) -> bool {
+        matches!(
+            self,
+            RepoError::Escapes { .. } | RepoError::StateEscapes { .. }
+        )
+    }
+}
+
+/// What looking an image up found.
+#[derive(Debug)]
+pub enum ImageLookup {
+    /// The image, opened for reading.
+    Found(ImageFile),
+    /// No `images/<hex>` entry.
+    Absent,
+    /// An entry that cannot be an image (dangling, a directory, a FIFO, unopenable): the
+    /// next selector may be tried.
+    Unusable(RepoError),
+    /// An entry that leads out of the repository: the boot stops.
+    Escapes(RepoError),
 }
 
 /// An opened composefs repository.
@@ -115,6 +168,50 @@ const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_MAGICLINKS)
     .union(ResolveFlags::NO_XDEV);
 
+/// How opening a file beneath a directory went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenFailure {
+    /// The kernel refused the walk (`EXDEV`: out of the directory or onto another mount).
+    Escapes,
+    /// Not a regular file.
+    NotRegular(FileType),
+    /// Any other error.
+    Errno(Errno),
+}
+
+/// Opens `name` beneath `dir` for reading, only if it is a regular file: first `O_PATH`
+/// (no open of a device, FIFO or socket), then the type check, then a read-only reopen of
+/// that very inode through `/proc/self/fd`.
+fn open_regular_beneath(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    resolve: ResolveFlags,
+) -> Result<(OwnedFd, u64), OpenFailure> {
+    let handle = openat2_beneath(
+        dir,
+        name,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )
+    .map_err(|errno| match errno {
+        Errno::XDEV => OpenFailure::Escapes,
+        errno => OpenFailure::Errno(errno),
+    })?;
+    let stat = rustix::fs::fstat(&handle).map_err(OpenFailure::Errno)?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    if kind != FileType::RegularFile {
+        return Err(OpenFailure::NotRegular(kind));
+    }
+    let fd = rustix::fs::open(
+        crate::mount::proc_fd_path(handle.as_fd()).as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(OpenFailure::Errno)?;
+    Ok((fd, u64::try_from(stat.st_size).unwrap_or(0)))
+}
+
 impl Repository {
     /// Opens `<sysroot>/composefs` and reads `meta.json` when it exists (cfsctl writes it;
     /// C mkcomposefs' objects layout has none: then the algorithm follows the argument).
@@ -135,8 +232,20 @@ impl Repository {
                 path: meta_path,
                 reason,
             })?),
-            Err(Errno::NOENT) => None,
-            Err(errno) => {
+            Err(OpenFailure::Errno(Errno::NOENT)) => None,
+            Err(OpenFailure::Escapes) => {
+                return Err(RepoError::Escapes {
+                    path: meta_path,
+                    repo: path,
+                });
+            }
+            Err(OpenFailure::NotRegular(kind)) => {
+                return Err(RepoError::NotRegular {
+                    path: meta_path,
+                    kind: file_type_name(kind),
+                });
+            }
+            Err(OpenFailure::Errno(errno)) => {
                 return Err(RepoError::ReadMeta {
                     path: meta_path,
                     errno,
@@ -165,50 +274,35 @@ impl Repository {
         self.path.join("images").join(digest.to_hex())
     }
 
-    /// Opens `images/<hex>`; `Ok(None)` when there is no such entry.
-    pub fn open_image(&self, digest: &Digest) -> Result<Option<ImageFile>, RepoError> {
+    /// Looks up `images/<hex>` and opens it when it is a regular file beneath the repository.
+    pub fn open_image(&self, digest: &Digest) -> ImageLookup {
         let name = format!("images/{}", digest.to_hex());
         let path = self.image_path(digest);
-        // O_NONBLOCK: a FIFO planted in the repository must not hang the boot; it is refused
-        // below as not a regular file.
-        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-        let fd = match openat2_beneath(&self.dir, name.as_str(), flags, Mode::empty(), BENEATH) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => {
+        match open_regular_beneath(self.dir.as_fd(), &name, BENEATH) {
+            Ok((fd, size)) => ImageLookup::Found(ImageFile { fd, path, size }),
+            Err(OpenFailure::Errno(Errno::NOENT)) => {
                 // Distinguish "no such image" from "a link to a missing object".
-                return match rustix::fs::statat(
+                match rustix::fs::statat(
                     &self.dir,
                     name.as_str(),
                     rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
                 ) {
-                    Ok(_) => Err(RepoError::Dangling { path }),
-                    Err(_) => Ok(None),
-                };
+                    Ok(_) => ImageLookup::Unusable(RepoError::Dangling { path }),
+                    Err(_) => ImageLookup::Absent,
+                }
             }
-            Err(Errno::XDEV | Errno::LOOP) => {
-                return Err(RepoError::Escapes {
-                    path,
-                    repo: self.path.clone(),
-                });
-            }
-            Err(errno) => return Err(RepoError::Open { path, errno }),
-        };
-        let stat = rustix::fs::fstat(&fd).map_err(|errno| RepoError::Open {
-            path: path.clone(),
-            errno,
-        })?;
-        let kind = FileType::from_raw_mode(stat.st_mode);
-        if kind != FileType::RegularFile {
-            return Err(RepoError::NotRegular {
+            Err(OpenFailure::Escapes) => ImageLookup::Escapes(RepoError::Escapes {
+                path,
+                repo: self.path.clone(),
+            }),
+            Err(OpenFailure::NotRegular(kind)) => ImageLookup::Unusable(RepoError::NotRegular {
                 path,
                 kind: file_type_name(kind),
-            });
+            }),
+            Err(OpenFailure::Errno(errno)) => {
+                ImageLookup::Unusable(RepoError::Open { path, errno })
+            }
         }
-        Ok(Some(ImageFile {
-            fd,
-            path,
-            size: u64::try_from(stat.st_size).unwrap_or(0),
-        }))
     }
 
     /// Opens `objects/` (an `O_PATH` directory fd) for the overlay's data-only layer.
@@ -222,7 +316,7 @@ impl Repository {
             BENEATH,
         )
         .map_err(|errno| match errno {
-            Errno::XDEV | Errno::LOOP => RepoError::Escapes {
+            Errno::XDEV => RepoError::Escapes {
                 path,
                 repo: self.path.clone(),
             },
@@ -263,19 +357,9 @@ fn file_type_name(kind: FileType) -> &'static str {
     }
 }
 
-/// Reads a small file beneath `dir`, at most `limit` bytes.
-fn read_beneath(dir: BorrowedFd<'_>, name: &str, limit: usize) -> Result<String, Errno> {
-    let fd = openat2_beneath(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-        Mode::empty(),
-        BENEATH,
-    )?;
-    let stat = rustix::fs::fstat(&fd)?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-        return Err(Errno::INVAL);
-    }
+/// Reads a small regular file beneath `dir`, at most `limit` bytes.
+fn read_beneath(dir: BorrowedFd<'_>, name: &str, limit: usize) -> Result<String, OpenFailure> {
+    let (fd, _) = open_regular_beneath(dir, name, BENEATH)?;
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -284,14 +368,14 @@ fn read_beneath(dir: BorrowedFd<'_>, name: &str, limit: usize) -> Result<String,
             Ok(n) => {
                 data.extend_from_slice(buf.get(..n).unwrap_or(&[]));
                 if data.len() > limit {
-                    return Err(Errno::FBIG);
+                    return Err(OpenFailure::Errno(Errno::FBIG));
                 }
             }
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(OpenFailure::Errno(e)),
         }
     }
-    String::from_utf8(data).map_err(|_| Errno::ILSEQ)
+    String::from_utf8(data).map_err(|_| OpenFailure::Errno(Errno::ILSEQ))
 }
 
 /// Reads the algorithm from `meta.json`: `{"version":1,"algorithm":"fsverity-sha256-12",...}`.
@@ -330,115 +414,230 @@ pub fn open_sysroot(sysroot: &Path) -> Result<OwnedFd, RepoError> {
     })
 }
 
-/// Resolution for state paths: beneath the physical root, no magic links. Crossing mounts
-/// is allowed (a separate /var partition), unlike inside the repository.
+/// Resolution for state paths: beneath the state directory, no magic links. Crossing mounts
+/// is allowed (a separate partition for the state), unlike inside the repository.
 const STATE_RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
-/// Opens a directory beneath the physical root (`O_PATH`), following relative links that
-/// stay beneath it (bootc's `var -> ../../os/default/var`).
-pub fn open_state_dir(
-    sysroot_fd: BorrowedFd<'_>,
-    rel: &Path,
-    sysroot: &Path,
-) -> Result<OwnedFd, RepoError> {
-    openat2_beneath(
-        sysroot_fd,
-        rel,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        STATE_RESOLVE,
-    )
-    .map_err(|errno| RepoError::Open {
-        path: sysroot.join(rel),
-        errno,
-    })
+/// A directory created by [`StateDir::create_dirs`] or [`StateDir::create`], held by its
+/// parent so that an undo removes exactly it.
+#[derive(Debug)]
+pub struct CreatedDir {
+    parent: OwnedFd,
+    name: OsString,
+    /// Its path, for messages.
+    pub path: PathBuf,
 }
 
-/// Looks at `state/deploy/<hex>/etc` to tell which layout the deployment uses.
-pub fn etc_state(sysroot_fd: BorrowedFd<'_>, deploy: &Path) -> EtcState {
-    let etc = deploy.join("etc");
-    let Ok(fd) = openat2_beneath(
-        sysroot_fd,
-        &etc,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        STATE_RESOLVE,
-    ) else {
-        return EtcState::Missing;
-    };
-    let is_dir = |name: &str| {
-        rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-            .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-            .unwrap_or(false)
-    };
-    // `upper` alone counts too: a first boot that stopped between creating the two.
-    if is_dir("upper") {
-        return EtcState::OverlayDirs;
-    }
-    let Ok(mut entries) = rustix::fs::Dir::read_from(&fd) else {
-        return EtcState::Missing;
-    };
-    let populated = entries.any(|e| {
-        e.map(|e| {
-            let name = e.file_name().to_bytes();
-            name != b"." && name != b".."
-        })
-        .unwrap_or(false)
-    });
-    if populated {
-        EtcState::Populated
-    } else {
-        EtcState::Empty
-    }
-}
-
-/// Creates `rel` (and missing parents) beneath the physical root; the last component
-/// gets `mode`, parents 0755. Existing directories are left as they are.
-pub fn create_state_dir(
-    sysroot_fd: BorrowedFd<'_>,
-    rel: &Path,
-    mode: u32,
-    sysroot: &Path,
-) -> Result<(), RepoError> {
-    // Every boot after the first: it is there already.
-    if open_state_dir(sysroot_fd, rel, sysroot).is_ok() {
-        return Ok(());
-    }
-    let mut sofar = PathBuf::new();
-    let components: Vec<_> = rel.components().collect();
-    for (i, component) in components.iter().enumerate() {
-        sofar.push(component);
-        let this_mode = if i + 1 == components.len() {
-            mode
-        } else {
-            0o755
+impl CreatedDir {
+    /// Removes the directory again. It must be empty, but for the empty `work` and `index`
+    /// directories overlayfs makes inside a work directory (ours: we created it this run).
+    pub fn remove(&self) -> Result<(), Errno> {
+        let rmdir = |dir: BorrowedFd<'_>, name: &std::ffi::OsStr| {
+            rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::REMOVEDIR)
         };
-        let parent = match sofar.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let name = sofar.file_name().unwrap_or_default();
-        let dir = open_state_dir(sysroot_fd, parent, sysroot)?;
-        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(this_mode)) {
-            Ok(()) => {
-                // mkdir obeys the umask; set the mode we mean.
-                let _ = rustix::fs::chmodat(
-                    &dir,
-                    name,
-                    Mode::from_raw_mode(this_mode),
-                    rustix::fs::AtFlags::empty(),
-                );
+        match rmdir(self.parent.as_fd(), &self.name) {
+            Err(Errno::NOTEMPTY) => {
+                let me = rustix::fs::openat(
+                    &self.parent,
+                    self.name.as_os_str(),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                for leftover in ["work", "index"] {
+                    match rmdir(me.as_fd(), leftover.as_ref()) {
+                        Ok(()) | Err(Errno::NOENT) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                rmdir(self.parent.as_fd(), &self.name)
             }
-            Err(Errno::EXIST) => {}
-            Err(errno) => {
-                return Err(RepoError::Open {
-                    path: sysroot.join(&sofar),
-                    errno,
-                });
-            }
+            other => other,
         }
     }
-    Ok(())
+}
+
+/// `<sysroot>/state`, opened: every `/etc` and `/var` source is resolved beneath it.
+/// Paths given to it are relative to the state directory (`deploy/<hex>/etc`).
+#[derive(Debug)]
+pub struct StateDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// Opens `state` beneath `base` (the physical root, or a view of it); `None` when there
+    /// is no state directory yet.
+    pub fn open(base: BorrowedFd<'_>, sysroot: &Path) -> Result<Option<StateDir>, RepoError> {
+        let path = sysroot.join(STATE_DIR);
+        match openat2_beneath(
+            base,
+            STATE_DIR,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS),
+        ) {
+            Ok(fd) => Ok(Some(StateDir { fd, path })),
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::XDEV) => Err(RepoError::StateEscapes {
+                path: path.clone(),
+                state: path,
+            }),
+            Err(errno) => Err(RepoError::Open { path, errno }),
+        }
+    }
+
+    /// Opens `state` beneath `base`, creating it (0755) when missing; the directory created,
+    /// if any, is returned for undo.
+    pub fn create(
+        base: BorrowedFd<'_>,
+        sysroot: &Path,
+    ) -> Result<(StateDir, Option<CreatedDir>), RepoError> {
+        if let Some(dir) = Self::open(base, sysroot)? {
+            return Ok((dir, None));
+        }
+        let path = sysroot.join(STATE_DIR);
+        let parent = rustix::io::dup(base).map_err(|errno| RepoError::Open {
+            path: sysroot.to_path_buf(),
+            errno,
+        })?;
+        let created = make_dir(parent, STATE_DIR.into(), 0o755, &path)?;
+        let dir = Self::open(base, sysroot)?.ok_or(RepoError::Open {
+            path,
+            errno: Errno::NOENT,
+        })?;
+        Ok((dir, created))
+    }
+
+    /// The state directory's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens a directory beneath the state directory (`O_PATH`), following relative links
+    /// that stay beneath it (bootc's `var -> ../../os/default/var`).
+    pub fn open_dir(&self, rel: &Path) -> Result<OwnedFd, RepoError> {
+        openat2_beneath(
+            &self.fd,
+            rel,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            STATE_RESOLVE,
+        )
+        .map_err(|errno| self.error(rel, errno))
+    }
+
+    fn error(&self, rel: &Path, errno: Errno) -> RepoError {
+        let path = self.path.join(rel);
+        match errno {
+            Errno::XDEV => RepoError::StateEscapes {
+                path,
+                state: self.path.clone(),
+            },
+            errno => RepoError::Open { path, errno },
+        }
+    }
+
+    /// Creates `rel` (and missing parents) beneath the state directory; the last component
+    /// gets `mode`, parents 0755. Existing directories are left as they are. Returns what
+    /// was created, parents first.
+    pub fn create_dirs(&self, rel: &Path, mode: u32) -> Result<Vec<CreatedDir>, RepoError> {
+        // Every boot after the first: it is there already.
+        if self.open_dir(rel).is_ok() {
+            return Ok(Vec::new());
+        }
+        let mut created = Vec::new();
+        let mut sofar = PathBuf::new();
+        let components: Vec<_> = rel.components().collect();
+        for (i, component) in components.iter().enumerate() {
+            let parent = if sofar.as_os_str().is_empty() {
+                rustix::io::dup(&self.fd).map_err(|errno| self.error(&sofar, errno))?
+            } else {
+                self.open_dir(&sofar)?
+            };
+            sofar.push(component);
+            let this_mode = if i + 1 == components.len() {
+                mode
+            } else {
+                0o755
+            };
+            let name = sofar.file_name().unwrap_or_default().to_os_string();
+            if let Some(dir) = make_dir(parent, name, this_mode, &self.path.join(&sofar))? {
+                created.push(dir);
+            }
+        }
+        // The result must itself resolve beneath the state directory (an existing link
+        // among the components may point anywhere).
+        self.open_dir(rel)?;
+        Ok(created)
+    }
+
+    /// Looks at `<deploy>/etc` to tell which layout the deployment uses.
+    pub fn etc_state(&self, deploy: &Path) -> EtcState {
+        let etc = deploy.join("etc");
+        let Ok(fd) = openat2_beneath(
+            &self.fd,
+            &etc,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            STATE_RESOLVE,
+        ) else {
+            return EtcState::Missing;
+        };
+        let is_dir = |name: &str| {
+            rustix::fs::statat(&fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+                .unwrap_or(false)
+        };
+        // `upper` alone counts too: a first boot that stopped between creating the two.
+        if is_dir("upper") {
+            return EtcState::OverlayDirs;
+        }
+        let Ok(mut entries) = rustix::fs::Dir::read_from(&fd) else {
+            return EtcState::Missing;
+        };
+        let populated = entries.any(|e| {
+            e.map(|e| {
+                let name = e.file_name().to_bytes();
+                name != b"." && name != b".."
+            })
+            .unwrap_or(false)
+        });
+        if populated {
+            EtcState::Populated
+        } else {
+            EtcState::Empty
+        }
+    }
+}
+
+/// `mkdirat(parent, name, mode)` with the mode set exactly (mkdir obeys the umask); `None`
+/// when it exists already.
+fn make_dir(
+    parent: OwnedFd,
+    name: OsString,
+    mode: u32,
+    path: &Path,
+) -> Result<Option<CreatedDir>, RepoError> {
+    match rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::from_raw_mode(mode)) {
+        Ok(()) => {
+            let _ = rustix::fs::chmodat(
+                &parent,
+                name.as_os_str(),
+                Mode::from_raw_mode(mode),
+                rustix::fs::AtFlags::empty(),
+            );
+            Ok(Some(CreatedDir {
+                parent,
+                name,
+                path: path.to_path_buf(),
+            }))
+        }
+        Err(Errno::EXIST) => Ok(None),
+        Err(errno) => Err(RepoError::Create {
+            path: path.to_path_buf(),
+            errno,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -306,10 +306,18 @@ pub fn build(plan: &Plan, report: &Report, facts: &Facts<'_>) -> Status {
                     StateMount::Overlay { upper, work } => ("overlay", Some(upper), Some(work)),
                     StateMount::Transient => ("transient", None, None),
                 };
+                // Plan paths are relative to the state directory; the record's to the
+                // physical root, as the plan's lines print them.
+                let rel = |p: &PathBuf| {
+                    Path::new(crate::repo::STATE_DIR)
+                        .join(p)
+                        .display()
+                        .to_string()
+                };
                 let info = StateInfo {
                     mode: mode.to_string(),
-                    source: source.map(|p| p.display().to_string()),
-                    work: work.map(|p| p.display().to_string()),
+                    source: source.map(rel),
+                    work: work.map(rel),
                     target: Some(target.display().to_string()),
                 };
                 if *name == "etc" {

@@ -61,6 +61,15 @@ fn failure_at_every_step_unwinds_everything() {
                     loops_backing(&image).is_empty(),
                     "step {n}: loop device left"
                 );
+                assert!(
+                    !sysroot.path.join("state").exists(),
+                    "{flags:?} config {config:?}: failure at step {n} left state directories"
+                );
+                assert!(
+                    run.stderr.contains("everything done so far was undone"),
+                    "{}",
+                    run.stderr
+                );
                 checked += 1;
             }
             // And the same sysroot still boots afterwards.
@@ -68,4 +77,33 @@ fn failure_at_every_step_unwinds_everything() {
         }
     }
     eprintln!("checked {checked} injected failures");
+}
+
+#[test]
+fn a_failed_undo_is_reported_as_such() {
+    if !root_or_skip("a_failed_undo_is_reported_as_such") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let ns = Namespace::new(&sysroot.path);
+    let karg = format!("composefs=?{}", repo.hex);
+    let args = sysroot.args(&karg, &["--force-overlay", "attach-first"]);
+    let dry = ns.run(&[args.as_slice(), &["--dry-run"]].concat());
+    dry.ok();
+    let last = dry
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("step "))
+        .count();
+    let n = last.to_string();
+    let run = ns.run_env(
+        &args,
+        &[
+            ("CFS_SETUP_ROOT_FAIL_AT", &n),
+            ("CFS_SETUP_ROOT_FAIL_UNDO", "1"),
+        ],
+    );
+    run.fails(5, &["undoing it failed in part", "injected undo failure"]);
+    assert!(!run.stderr.contains("was undone"), "{}", run.stderr);
 }

@@ -32,8 +32,11 @@ fn required_without_a_tpm_refuses_and_undoes() {
     run.fails(6, &["no TPM", sysroot.no_tpm.to_str().unwrap(), "required"]);
     assert_eq!(ns.mounts(), before, "mounts left behind:\n{}", run.stderr);
     assert!(!sysroot.status.exists(), "a status record after a failure");
-    // The state directories the run created are gone again only with the lead's undo of
-    // created directories; the mounts are what a retry depends on.
+    // The state directories the run created are gone again.
+    assert!(
+        !sysroot.path.join("state").exists(),
+        "state directories left behind"
+    );
 }
 
 #[test]

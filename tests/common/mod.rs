@@ -424,6 +424,8 @@ pub struct MountEntry {
     pub super_options: String,
     /// Root of the mount within its filesystem.
     pub root: String,
+    /// Optional fields: propagation (`shared:N`, `master:N`...).
+    pub optional: Vec<String>,
 }
 
 impl MountEntry {
@@ -444,12 +446,18 @@ impl MountEntry {
             fstype: r.first()?.to_string(),
             source: unescape(r.get(1)?),
             super_options: r.get(2).unwrap_or(&"").to_string(),
+            optional: l.iter().skip(6).map(|f| f.to_string()).collect(),
         })
     }
 
     /// Mounted read-only (this mount, not necessarily the superblock).
     pub fn readonly(&self) -> bool {
         self.mount_options.split(',').any(|o| o == "ro")
+    }
+
+    /// The peer group this mount shares propagation with (`shared:N`), if any.
+    pub fn peer_group(&self) -> Option<&str> {
+        self.optional.iter().find_map(|o| o.strip_prefix("shared:"))
     }
 
     /// Has superblock option `opt`.
@@ -698,4 +706,82 @@ pub fn loops_backing(file: &Path) -> Vec<String> {
 /// The inode number of a path (through the namespace).
 pub fn ino(p: &Path) -> u64 {
     fs::symlink_metadata(p).unwrap().ino()
+}
+
+/// Staging directories (`/run/cfs-setup-root.<pid>`) of runs that are over: leftovers.
+/// (Those of runs still going, other tests in parallel, are not.)
+pub fn staging_leftovers() -> Vec<PathBuf> {
+    fs::read_dir("/run")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let pid = name
+                        .strip_prefix("cfs-setup-root.")
+                        .and_then(|p| p.parse::<u32>().ok());
+                    pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A physical root on a real ext4 filesystem: `dir`'s content (a sysroot) copied into an
+/// image file by `mkfs.ext4 -d`.
+pub struct Ext4Root {
+    /// The filesystem image.
+    pub image: PathBuf,
+    /// Where it is mounted (in a test's namespace): the sysroot path.
+    pub mountpoint: PathBuf,
+}
+
+impl Ext4Root {
+    /// Makes the filesystem from `sysroot`'s content.
+    pub fn new(sysroot: &Sysroot) -> Ext4Root {
+        let base = scratch("ext4root");
+        let image = base.join("root.ext4");
+        sh(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096", "-d"])
+            .arg(&sysroot.path)
+            .arg(&image)
+            .arg("64M"));
+        let mountpoint = base.join("sysroot");
+        fs::create_dir_all(&mountpoint).unwrap();
+        Ext4Root { image, mountpoint }
+    }
+
+    /// A namespace with the filesystem mounted read-only (superblock and mount: the kernel's
+    /// `ro` argument) at the mount point, shared as in a systemd initrd. The loop device is
+    /// read-only too when `device_readonly`; it is released when the mount goes.
+    pub fn mount_readonly(&self, device_readonly: bool) -> Namespace {
+        let ns = Namespace::new(&self.mountpoint);
+        let img = self.image.to_str().unwrap();
+        let mp = self.mountpoint.to_str().unwrap();
+        let ro = if device_readonly { "-r" } else { "" };
+        let (code, out) = ns.shell(&format!(
+            "set -e; dev=$(losetup {ro} --find --show {img}); mount -o ro \"$dev\" {mp}; \
+             mount --make-shared {mp}; losetup -d \"$dev\""
+        ));
+        assert_eq!(code, Some(0), "mounting {img}: {out}");
+        ns
+    }
+
+    /// Unmounts everything at the mount point in `ns` and waits until the loop device is
+    /// gone, so that the filesystem can be mounted again.
+    pub fn unmount(&self, ns: Namespace) {
+        let mp = self.mountpoint.to_str().unwrap();
+        let (code, out) = ns.shell(&format!(
+            "umount -R {mp} && umount -R {mp} 2>/dev/null; true"
+        ));
+        assert_eq!(code, Some(0), "{out}");
+        drop(ns);
+        for _ in 0..500 {
+            if loops_backing(&self.image).is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the loop device over {} stays bound", self.image.display());
+    }
 }
