@@ -248,16 +248,21 @@ swtpm_stop() {
 
 # full_tpm_boot BOOT LOG: a boot with swtpm and the shared disk.
 #   full-persist     image A, the composefs.digest= karg form (the unit's
-#                    second condition); after the soft reboot the report
-#                    runs again in B and ends the boot
+#                    second condition), under OVMF (systemd-analyze pcrs
+#                    shows PCRs only on an EFI boot) with the kernel loaded
+#                    directly; after the soft reboot the report runs again
+#                    in B and ends the boot
 #   full-tpm-reboot  image A again
 #   full-tpm-b       image B, with [tpm] measure = "required"
 full_tpm_boot() {
-	local boot=$1 log=$2 rc=0 initrd=$FULL_DISK/initrd.img karg
+	local boot=$1 log=$2 rc=0 initrd=$FULL_DISK/initrd.img karg firmware=()
 	case $boot in
 	full-persist)
 		karg="composefs.digest=v1-sha256-12:$DIGEST_ROOT cfstest.tpm=seal cfstest.pcr15=$TPM_EXPECT_A"
 		karg+=" cfstest.image_b=$DIGEST_ROOT_B cfstest.tampered=$DIGEST_TAMPERED"
+		cp /usr/share/OVMF/OVMF_VARS_4M.fd "$FULL_RUN/tpm-vars.fd"
+		firmware=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
+			-drive "if=pflash,format=raw,unit=1,file=$FULL_RUN/tpm-vars.fd")
 		;;
 	full-tpm-reboot) karg="composefs=$DIGEST_ROOT cfstest.tpm=unseal cfstest.pcr15=$TPM_EXPECT_A" ;;
 	full-tpm-b)
@@ -269,7 +274,7 @@ full_tpm_boot() {
 	vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
 		-kernel "$FULL_DISK/vmlinuz" -initrd "$initrd" -append "$FULL_CMDLINE $karg" \
 		-drive "file=$FULL_RUN/disk.qcow2,format=qcow2,if=virtio" \
-		-drive "file=$FULL_RUN/shared.img,format=raw,if=virtio" "${TPM_ARGS[@]}" || rc=$?
+		-drive "file=$FULL_RUN/shared.img,format=raw,if=virtio" "${TPM_ARGS[@]}" "${firmware[@]}" || rc=$?
 	swtpm_stop
 	return "$rc"
 }
