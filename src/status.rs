@@ -497,7 +497,7 @@ pub fn human(v: &Value, running_root: Option<&str>) -> String {
     let root = s(v, "root");
     let source = s(mount, "source");
     let mut how = if setup == "soft-reboot" {
-        format!("staged at {root} for a soft reboot")
+        format!("set up at {root} for a soft reboot")
     } else {
         format!("set up at {root} in the initramfs")
     };
@@ -841,7 +841,7 @@ mod tests {
         let v = json::parse(&staged.to_json()).unwrap();
         let out = human(&v, Some("composefs:other"));
         assert!(
-            out.contains("staged at /run/nextroot for a soft reboot; not running yet"),
+            out.contains("set up at /run/nextroot for a soft reboot; not running yet"),
             "{out}"
         );
         // Not measured.
