@@ -683,14 +683,46 @@ pub fn human(v: &Value, running_root: Option<&str>) -> String {
 /// The source of the mount at `/` (e.g. `composefs:<hex>`), from mountinfo.
 pub fn running_root_source() -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    // The last mount at "/" is the visible one. Fields: ... mountpoint(5) ... - fstype source.
-    info.lines()
-        .filter(|l| l.split(' ').nth(4) == Some("/"))
+    source_at(&info, Path::new("/"))
+}
+
+/// The source of the topmost mount at `mount_point` in `mountinfo` text (the format of
+/// `/proc/self/mountinfo`: field 5 is the mount point, the source follows " - " and the
+/// filesystem type; octal escapes such as `\040` are decoded).
+pub fn source_at(mountinfo: &str, mount_point: &Path) -> Option<String> {
+    let want = mount_point.to_str()?;
+    mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(want))
         .filter_map(|l| {
             let (_, after) = l.split_once(" - ")?;
-            after.split(' ').nth(1).map(str::to_string)
+            after.split(' ').nth(1).map(unescape)
         })
         .next_back()
+}
+
+/// Decodes mountinfo's octal escapes (`\040` is a space).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
+            .map(|d| d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0')));
+        match octal.and_then(|n| u8::try_from(n).ok()) {
+            Some(b) => {
+                out.push(b);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -850,6 +882,26 @@ mod tests {
         off.tpm.reason = Some("no TPM".into());
         let v = json::parse(&off.to_json()).unwrap();
         assert!(human(&v, None).contains("not measured (no TPM; [tpm] measure = auto)"));
+    }
+
+    #[test]
+    fn mount_sources_from_mountinfo() {
+        let info = "\
+22 1 0:21 / / rw - ext4 /dev/vda rw
+30 22 0:40 / / ro - overlay composefs:aa ro,verity=require
+31 22 8:1 / /run/next\\040root rw - overlay composefs:bb ro
+32 22 8:1 /x /sysroot ro - ext4 /dev/vda ro
+";
+        assert_eq!(
+            source_at(info, Path::new("/")).as_deref(),
+            Some("composefs:aa")
+        );
+        assert_eq!(
+            source_at(info, Path::new("/run/next root")).as_deref(),
+            Some("composefs:bb")
+        );
+        assert_eq!(source_at(info, Path::new("/run")), None);
+        assert_eq!(unescape("a\\134b\\0"), "a\\b\\0");
     }
 
     #[test]
