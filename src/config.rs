@@ -1,26 +1,26 @@
 //! The configuration file (`/usr/lib/composefs/setup-root-conf.toml`): keys, defaults, aliases.
 //!
-//! A hand-written parser for the TOML subset the keys need: `[section]` headers, dotted keys
-//! (`etc.mount = "bind"`), basic and literal strings, booleans, `#` comments.
+//! The file is shared with composefs-setup-root and bootc, which read it with the `toml` crate,
+//! so it is read here as the same TOML: [`document`] parses it with `toml_parser`, the lexer and
+//! parser under the `toml` crate, and applies TOML's table rules, so every document the peers
+//! accept loads and every one they refuse is refused, with its line. This module gives the known
+//! keys their meaning: a known key with a value it does not accept is an error naming the line,
+//! the key and what would do; an unknown key is a warning (at most [`MAX_WARNINGS`] of them are
+//! listed, then their count), so a file written for a newer version or for a peer still boots.
 //!
-//! Why not a TOML crate: the binary runs in the initramfs, the file holds a handful of keys, and
-//! a small parser we can read end to end (and fuzz) is cheaper than a general one.
-//!
-//! The parser works in two passes. The first reads the text as TOML: it checks the syntax, the
-//! rules about defining keys and tables only once, and collects every `key = value` with its full
-//! dotted name and line. Values of keys we do not know are skipped whatever their TOML type
-//! (numbers, dates, arrays, inline tables, multi-line strings), so a file written for a newer
-//! version still boots. The second pass gives the known keys their meaning: a known key with a
-//! value it does not accept is an error, an unknown key is a warning.
-//!
-//! Deliberate limits: basic strings accept only the escapes `\" \\ \n \t \uXXXX`; arrays of
-//! tables (`[[x]]`) are rejected; keys may have at most [`MAX_KEY_PARTS`] parts and values may
-//! nest at most [`MAX_VALUE_DEPTH`] arrays or inline tables deep, so no input can exhaust the
-//! stack or take quadratic time.
+//! Why a crate here when everything else is hand-written: TOML has arrays of tables, six
+//! string and number syntaxes, dates and a set of table-definition rules, and the peers accept
+//! all of it (even in keys we ignore). A parser of our own diverged from theirs wherever it was
+//! smaller; `toml_parser` is theirs, has no dependency but `winnow`'s stream types, and costs
+//! the binary less than the hand-written parser it replaced (README, "Dependencies").
 
-use std::collections::HashMap;
+mod document;
+
 use std::fmt;
 use std::path::Path;
+
+use document::{Document, Entry, Item, ROOT, TableId, Value};
+pub use document::{MAX_DEPTH, display_key};
 
 /// How /etc or /var is provided in the new root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,13 +64,12 @@ impl fmt::Display for EtcMode {
     }
 }
 
-/// `[tpm] measure`: whether the booted image is measured into TPM PCR 15.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Whether the image digest is measured into the TPM (`[tpm] measure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TpmMeasure {
-    /// Measure when `/dev/tpmrm0` exists; a TPM error is a warning and the boot goes on.
-    #[default]
+    /// Measure when the machine has a TPM; boot without one.
     Auto,
-    /// No TPM, or a TPM error, refuses the boot.
+    /// Measure; refuse to boot when there is no TPM or the measurement fails.
     Required,
     /// Never measure.
     Off,
@@ -86,6 +85,9 @@ impl fmt::Display for TpmMeasure {
     }
 }
 
+/// The default `[image] max-size`: 1 GiB, over 20 times the image of a large OS.
+pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 1 << 30;
+
 /// The whole configuration, with defaults for every key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -100,16 +102,13 @@ pub struct Config {
     /// `[image] check-digest` (true): in insecure mode, an image without kernel fs-verity has its
     /// digest computed in userspace and a mismatch is refused. Secure mode always checks.
     pub check_digest: bool,
-    /// `[tpm] measure` (auto): measure the image into PCR 15.
-    pub tpm_measure: TpmMeasure,
     /// `[image] max-size` (1 GiB): the largest image accepted, in bytes. A composefs image
     /// holds metadata only (tens of MB for a large OS); a bigger one is refused rather than
     /// hashed for minutes in a silent boot.
     pub max_image_size: u64,
+    /// `[tpm] measure` (auto): whether the image digest is measured into the TPM.
+    pub tpm_measure: TpmMeasure,
 }
-
-/// The default `[image] max-size`: 1 GiB, over 20 times the image of a large OS.
-pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 1 << 30;
 
 impl Default for Config {
     fn default() -> Self {
@@ -119,9 +118,26 @@ impl Default for Config {
             var: MountMode::Bind,
             sysroot_readonly: true,
             check_digest: true,
-            tpm_measure: TpmMeasure::Auto,
             max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            tpm_measure: TpmMeasure::Auto,
         }
+    }
+}
+
+/// The configuration as a config file that sets every key: loading it gives the same
+/// configuration, with no warning.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "[root]\ntransient = {}", self.root_transient)?;
+        writeln!(f, "[etc]\nmount = \"{}\"", self.etc)?;
+        writeln!(f, "[var]\nmount = \"{}\"", self.var)?;
+        writeln!(f, "[sysroot]\nreadonly = {}", self.sysroot_readonly)?;
+        writeln!(
+            f,
+            "[image]\ncheck-digest = {}\nmax-size = {}",
+            self.check_digest, self.max_image_size
+        )?;
+        writeln!(f, "[tpm]\nmeasure = \"{}\"", self.tpm_measure)
     }
 }
 
@@ -145,7 +161,7 @@ pub enum ConfigError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Syntax error.
+    /// Not TOML (or TOML the peers refuse too).
     #[error("line {line}: {message}")]
     Syntax {
         /// 1-based line number.
@@ -167,11 +183,8 @@ pub enum ConfigError {
     },
 }
 
-/// The most parts a key (section name included) may have: `a.b.c` has three.
-pub const MAX_KEY_PARTS: usize = 32;
-
-/// The deepest nesting of arrays and inline tables accepted in a (skipped) value.
-pub const MAX_VALUE_DEPTH: usize = 32;
+/// The most warnings listed; the rest are counted in one more.
+pub const MAX_WARNINGS: usize = 10;
 
 /// The sections this version knows.
 const KNOWN_SECTIONS: &[&str] = &["root", "etc", "var", "sysroot", "image", "tpm"];
@@ -185,916 +198,108 @@ const KNOWN_KEYS: &[&str] = &[
     "var.transient",
     "sysroot.readonly",
     "image.check-digest",
-    "tpm.measure",
     "image.max-size",
+    "tpm.measure",
 ];
 
 /// Parse config text. Unknown keys become warnings; unknown values are errors.
 pub fn parse(text: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let document = Parser::new(text).document()?;
-    interpret(document)
+    let document = Document::parse(text).map_err(|e| ConfigError::Syntax {
+        line: e.line,
+        message: e.message,
+    })?;
+    interpret(&document)
 }
 
-/// Read and parse `path`; a missing file means defaults.
-pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((Config::default(), Vec::new()));
-        }
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            });
-        }
-    };
-    let text = std::str::from_utf8(&bytes).map_err(|error| {
+/// Parse the bytes of a config file: as [`parse`], after checking they are UTF-8.
+pub fn parse_bytes(bytes: &[u8]) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| {
         let valid = bytes.get(..error.valid_up_to()).unwrap_or_default();
         ConfigError::Syntax {
             line: 1 + valid.iter().filter(|&&byte| byte == b'\n').count(),
-            message: format!(
-                "invalid UTF-8 at byte offset {} of {}",
-                error.valid_up_to(),
-                path.display()
-            ),
+            message: format!("invalid UTF-8 at byte offset {}", error.valid_up_to()),
         }
     })?;
     parse(text)
 }
 
-// ---------------------------------------------------------------------------------------------
-// First pass: TOML syntax.
-
-/// What the first pass found: every assignment, and the warnings about unknown sections.
-struct Document {
-    entries: Vec<Entry>,
-    warnings: Vec<ConfigWarning>,
-}
-
-/// One `key = value`, with the key's full dotted name (section included).
-struct Entry {
-    line: usize,
-    key: Vec<String>,
-    value: Value,
-    /// Under a `[section]` already reported as unknown: no second warning for each key.
-    in_unknown_section: bool,
-}
-
-/// A value, with its text as written (for error messages).
-struct Value {
-    kind: ValueKind,
-    raw: String,
-}
-
-/// The value types the known keys can use; everything else is `Other`.
-#[derive(Debug, PartialEq)]
-enum ValueKind {
-    /// A one-line basic or literal string, escapes resolved.
-    String(String),
-    /// `true` or `false`.
-    Bool(bool),
-    /// A number, date, array, inline table, multi-line string, or bare word.
-    Other,
-}
-
-/// How a dotted name came to be defined; TOML allows each name to be defined only once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DefinedAs {
-    /// `name = value`.
-    Value,
-    /// `[name]`.
-    HeaderTable,
-    /// A prefix of a `[header]`, not yet given its own header.
-    ImplicitTable,
-    /// A prefix of a dotted key (`name.key = value`).
-    DottedTable,
-}
-
-/// A definition and the line where it happened.
-#[derive(Debug, Clone, Copy)]
-struct Definition {
-    kind: DefinedAs,
-    line: usize,
-}
-
-struct Parser<'a> {
-    text: &'a str,
-    /// Byte offset into `text`, always on a char boundary.
-    pos: usize,
-    /// 1-based line of `pos`.
-    line: usize,
-    /// The current `[section]` (empty at the top).
-    section: Vec<String>,
-    section_known: bool,
-    defined: HashMap<Vec<String>, Definition>,
-    entries: Vec<Entry>,
-    warnings: Vec<ConfigWarning>,
-}
-
-type ParseResult<T> = Result<T, ConfigError>;
-
-impl<'a> Parser<'a> {
-    fn new(text: &'a str) -> Self {
-        Parser {
-            text,
-            pos: 0,
-            line: 1,
-            section: Vec::new(),
-            section_known: true,
-            defined: HashMap::new(),
-            entries: Vec::new(),
-            warnings: Vec::new(),
+/// Read and parse `path`; a missing file means defaults.
+pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+    match std::fs::read(path) {
+        Ok(bytes) => parse_bytes(&bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Ok((Config::default(), Vec::new()))
         }
+        Err(source) => Err(ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        }),
     }
-
-    // --- cursor -------------------------------------------------------------------------------
-
-    fn rest(&self) -> &'a str {
-        self.text.get(self.pos..).unwrap_or("")
-    }
-
-    fn peek(&self) -> Option<char> {
-        self.rest().chars().next()
-    }
-
-    fn peek_second(&self) -> Option<char> {
-        self.rest().chars().nth(1)
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek()?;
-        self.pos += c.len_utf8();
-        if c == '\n' {
-            self.line += 1;
-        }
-        Some(c)
-    }
-
-    fn eat(&mut self, expected: char) -> bool {
-        if self.peek() == Some(expected) {
-            self.bump();
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Consume `prefix` if the text continues with it.
-    fn eat_str(&mut self, prefix: &str) -> bool {
-        if self.rest().starts_with(prefix) {
-            for _ in prefix.chars() {
-                self.bump();
-            }
-            true
-        } else {
-            false
-        }
-    }
-
-    fn error(&self, message: impl Into<String>) -> ConfigError {
-        error_at(self.line, message)
-    }
-
-    /// Whether a newline (`\n` or `\r\n`) comes next.
-    fn at_newline(&self) -> bool {
-        let rest = self.rest();
-        rest.starts_with('\n') || rest.starts_with("\r\n")
-    }
-
-    /// Consume a newline if one comes next.
-    fn eat_newline(&mut self) -> bool {
-        self.eat('\n') || self.eat_str("\r\n")
-    }
-
-    // --- whitespace, comments, line ends ------------------------------------------------------
-
-    fn skip_spaces(&mut self) {
-        while matches!(self.peek(), Some(' ' | '\t')) {
-            self.bump();
-        }
-    }
-
-    /// Skip a `#` comment up to (not including) the end of the line, if one comes next.
-    fn skip_comment(&mut self) -> ParseResult<()> {
-        if !self.eat('#') {
-            return Ok(());
-        }
-        loop {
-            if self.at_newline() {
-                return Ok(());
-            }
-            match self.peek() {
-                None => return Ok(()),
-                Some(c) if is_forbidden_control(c) => {
-                    return Err(self.error(format!("{} in a comment", describe(c))));
-                }
-                Some(_) => {
-                    self.bump();
-                }
-            }
-        }
-    }
-
-    /// After a header or a `key = value`: only spaces and a comment may follow on the line.
-    fn end_of_line(&mut self) -> ParseResult<()> {
-        self.skip_spaces();
-        self.skip_comment()?;
-        if self.eat_newline() {
-            return Ok(());
-        }
-        match self.peek() {
-            None => Ok(()),
-            Some('\r') => Err(self.error("carriage return not followed by a line feed")),
-            Some(c) => Err(self.error(format!(
-                "expected the end of the line, found {}",
-                describe(c)
-            ))),
-        }
-    }
-
-    /// Inside arrays: spaces, newlines and comments.
-    fn skip_blank(&mut self) -> ParseResult<()> {
-        loop {
-            self.skip_spaces();
-            self.skip_comment()?;
-            if !self.eat_newline() {
-                return Ok(());
-            }
-        }
-    }
-
-    // --- document -----------------------------------------------------------------------------
-
-    fn document(mut self) -> ParseResult<Document> {
-        loop {
-            self.skip_spaces();
-            match self.peek() {
-                None => break,
-                Some('#' | '\n' | '\r') => self.end_of_line()?,
-                Some('[') => {
-                    self.header()?;
-                    self.end_of_line()?;
-                }
-                Some(c) if is_bare_key_char(c) || c == '"' || c == '\'' => {
-                    self.key_value()?;
-                    self.end_of_line()?;
-                }
-                Some(c) => return Err(self.error(format!("unexpected {}", describe(c)))),
-            }
-        }
-        Ok(Document {
-            entries: self.entries,
-            warnings: self.warnings,
-        })
-    }
-
-    /// `[section]`, cursor on the `[`.
-    fn header(&mut self) -> ParseResult<()> {
-        let line = self.line;
-        self.bump();
-        if self.peek() == Some('[') {
-            return Err(self.error("arrays of tables ([[...]]) are not supported"));
-        }
-        self.skip_spaces();
-        let name = self.key()?;
-        if !self.eat(']') {
-            return Err(match self.peek() {
-                Some(c) => self.error(format!(
-                    "expected ']' to close the section header, found {}",
-                    describe(c)
-                )),
-                None => self.error("expected ']' to close the section header"),
-            });
-        }
-        self.define_table(&name, line)?;
-        self.section_known =
-            matches!(name.as_slice(), [one] if KNOWN_SECTIONS.contains(&one.as_str()));
-        if !self.section_known {
-            self.warnings.push(ConfigWarning {
-                line,
-                message: format!(
-                    "unknown section [{}], its keys are ignored",
-                    display_key(&name)
-                ),
-            });
-        }
-        self.section = name;
-        Ok(())
-    }
-
-    /// `key = value`, cursor on the key.
-    fn key_value(&mut self) -> ParseResult<()> {
-        let line = self.line;
-        let key = self.key()?;
-        if !self.eat('=') {
-            return Err(match self.peek() {
-                Some(c) if !self.at_newline() => self.error(format!(
-                    "expected '=' after the key {}, found {}",
-                    display_key(&key),
-                    describe(c)
-                )),
-                _ => self.error(format!("expected '=' after the key {}", display_key(&key))),
-            });
-        }
-        self.skip_spaces();
-        let value = self.value(0)?;
-        let mut full = self.section.clone();
-        full.extend(key);
-        if full.len() > MAX_KEY_PARTS {
-            return Err(error_at(
-                line,
-                format!("key has more than {MAX_KEY_PARTS} parts"),
-            ));
-        }
-        self.define_value(&full, line)?;
-        self.entries.push(Entry {
-            line,
-            key: full,
-            value,
-            in_unknown_section: !self.section_known,
-        });
-        Ok(())
-    }
-
-    // --- keys ---------------------------------------------------------------------------------
-
-    /// A possibly dotted key; consumes the spaces after it.
-    fn key(&mut self) -> ParseResult<Vec<String>> {
-        let mut parts = Vec::new();
-        loop {
-            if parts.len() == MAX_KEY_PARTS {
-                return Err(self.error(format!("key has more than {MAX_KEY_PARTS} parts")));
-            }
-            parts.push(self.key_part()?);
-            self.skip_spaces();
-            if !self.eat('.') {
-                return Ok(parts);
-            }
-            self.skip_spaces();
-        }
-    }
-
-    fn key_part(&mut self) -> ParseResult<String> {
-        match self.peek() {
-            Some('"') if self.rest().starts_with("\"\"\"") => {
-                Err(self.error("a multi-line string cannot be a key"))
-            }
-            Some('\'') if self.rest().starts_with("'''") => {
-                Err(self.error("a multi-line string cannot be a key"))
-            }
-            Some('"') => self.basic_string(),
-            Some('\'') => self.literal_string(),
-            Some(c) if is_bare_key_char(c) => {
-                let start = self.pos;
-                while self.peek().is_some_and(is_bare_key_char) {
-                    self.bump();
-                }
-                Ok(self.text.get(start..self.pos).unwrap_or("").to_string())
-            }
-            Some(c) if self.at_newline() || c == '\r' => {
-                Err(self.error("expected a key, found the end of the line"))
-            }
-            Some(c) => Err(self.error(format!(
-                "expected a key (letters, digits, '_', '-', or a quoted string), found {}",
-                describe(c)
-            ))),
-            None => Err(self.error("expected a key, found the end of the file")),
-        }
-    }
-
-    /// Record `[name]`, applying TOML's rules: a table is defined once, never over a value.
-    fn define_table(&mut self, name: &[String], line: usize) -> ParseResult<()> {
-        for end in 1..name.len() {
-            let prefix = name.get(..end).unwrap_or_default();
-            match self.defined.get(prefix) {
-                None => {
-                    self.defined.insert(
-                        prefix.to_vec(),
-                        Definition {
-                            kind: DefinedAs::ImplicitTable,
-                            line,
-                        },
-                    );
-                }
-                Some(earlier) if earlier.kind == DefinedAs::Value => {
-                    return Err(error_at(
-                        line,
-                        format!(
-                            "{} is a value (line {}), not a table",
-                            display_key(prefix),
-                            earlier.line
-                        ),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        let earlier = self.defined.get(name).copied();
-        match earlier {
-            None
-            | Some(Definition {
-                kind: DefinedAs::ImplicitTable,
-                ..
-            }) => {
-                self.defined.insert(
-                    name.to_vec(),
-                    Definition {
-                        kind: DefinedAs::HeaderTable,
-                        line,
-                    },
-                );
-                Ok(())
-            }
-            Some(Definition { kind, line: first }) => {
-                let name = display_key(name);
-                Err(error_at(
-                    line,
-                    match kind {
-                        DefinedAs::HeaderTable => {
-                            format!("section [{name}] appears twice (first on line {first})")
-                        }
-                        DefinedAs::DottedTable => format!(
-                            "section [{name}] was already defined by dotted keys on line {first}"
-                        ),
-                        _ => format!("{name} is a value (line {first}), not a table"),
-                    },
-                ))
-            }
-        }
-    }
-
-    /// Record `full = value` (the current section's name comes first in `full`).
-    fn define_value(&mut self, full: &[String], line: usize) -> ParseResult<()> {
-        for end in self.section.len() + 1..full.len() {
-            let prefix = full.get(..end).unwrap_or_default();
-            match self.defined.get(prefix).copied() {
-                None => {
-                    self.defined.insert(
-                        prefix.to_vec(),
-                        Definition {
-                            kind: DefinedAs::DottedTable,
-                            line,
-                        },
-                    );
-                }
-                Some(Definition {
-                    kind: DefinedAs::DottedTable,
-                    ..
-                }) => {}
-                Some(Definition {
-                    kind: DefinedAs::Value,
-                    line: first,
-                }) => {
-                    return Err(error_at(
-                        line,
-                        format!(
-                            "{} is a value (line {first}), not a table",
-                            display_key(prefix)
-                        ),
-                    ));
-                }
-                Some(Definition { line: first, .. }) => {
-                    return Err(error_at(
-                        line,
-                        format!(
-                            "table {} has a [section] header (line {first}): \
-                             dotted keys cannot add to it from here",
-                            display_key(prefix)
-                        ),
-                    ));
-                }
-            }
-        }
-        match self.defined.get(full).copied() {
-            None => {
-                self.defined.insert(
-                    full.to_vec(),
-                    Definition {
-                        kind: DefinedAs::Value,
-                        line,
-                    },
-                );
-                Ok(())
-            }
-            Some(Definition {
-                kind: DefinedAs::Value,
-                line: first,
-            }) => Err(error_at(
-                line,
-                format!(
-                    "duplicate key {} (first set on line {first})",
-                    display_key(full)
-                ),
-            )),
-            Some(Definition { line: first, .. }) => Err(error_at(
-                line,
-                format!(
-                    "{} is already a table (line {first}), it cannot be set to a value",
-                    display_key(full)
-                ),
-            )),
-        }
-    }
-
-    // --- values -------------------------------------------------------------------------------
-
-    /// Any TOML value; `depth` counts the arrays and inline tables around it.
-    fn value(&mut self, depth: usize) -> ParseResult<Value> {
-        let start = self.pos;
-        let kind = match self.peek() {
-            None => return Err(self.error("missing value after '='")),
-            Some('#' | '\n' | '\r') => return Err(self.error("missing value after '='")),
-            Some('"') if self.rest().starts_with("\"\"\"") => {
-                self.multi_line_string('"')?;
-                ValueKind::Other
-            }
-            Some('\'') if self.rest().starts_with("'''") => {
-                self.multi_line_string('\'')?;
-                ValueKind::Other
-            }
-            Some('"') => ValueKind::String(self.basic_string()?),
-            Some('\'') => ValueKind::String(self.literal_string()?),
-            Some('[') => {
-                self.array(depth)?;
-                ValueKind::Other
-            }
-            Some('{') => {
-                self.inline_table(depth)?;
-                ValueKind::Other
-            }
-            Some(c) => match self.bare_word() {
-                "" => {
-                    return Err(self.error(format!("invalid value starting with {}", describe(c))));
-                }
-                "true" => ValueKind::Bool(true),
-                "false" => ValueKind::Bool(false),
-                _ => ValueKind::Other,
-            },
-        };
-        let raw = self.text.get(start..self.pos).unwrap_or("").to_string();
-        Ok(Value { kind, raw })
-    }
-
-    /// A number, date, time, `inf`, `nan`, boolean or (invalid in TOML, but reported as a value
-    /// error on a known key) an unquoted word. Not validated further: it only has to be skipped.
-    fn bare_word(&mut self) -> &'a str {
-        let start = self.pos;
-        loop {
-            match self.peek() {
-                Some(c) if is_bare_value_char(c) => {
-                    self.bump();
-                }
-                // A date and a time may be separated by a space: `1979-05-27 07:32:00`.
-                Some(' ')
-                    if looks_like_date(self.text.get(start..self.pos).unwrap_or(""))
-                        && self.peek_second().is_some_and(|c| c.is_ascii_digit()) =>
-                {
-                    self.bump();
-                }
-                _ => break,
-            }
-        }
-        self.text.get(start..self.pos).unwrap_or("")
-    }
-
-    /// `"..."`, cursor on the opening quote; returns the string with escapes resolved.
-    fn basic_string(&mut self) -> ParseResult<String> {
-        self.bump();
-        let mut out = String::new();
-        loop {
-            if self.at_newline() {
-                return Err(self.error("unterminated string (a \"string\" ends on its own line)"));
-            }
-            match self.peek() {
-                None => return Err(self.error("unterminated string")),
-                Some('"') => {
-                    self.bump();
-                    return Ok(out);
-                }
-                Some('\\') => {
-                    self.bump();
-                    out.push(self.escape()?);
-                }
-                Some(c) if is_forbidden_control(c) => {
-                    return Err(self.error(format!("{} in a string", describe(c))));
-                }
-                Some(c) => {
-                    self.bump();
-                    out.push(c);
-                }
-            }
-        }
-    }
-
-    /// After a backslash in a basic string.
-    fn escape(&mut self) -> ParseResult<char> {
-        match self.peek() {
-            Some('"') => {
-                self.bump();
-                Ok('"')
-            }
-            Some('\\') => {
-                self.bump();
-                Ok('\\')
-            }
-            Some('n') => {
-                self.bump();
-                Ok('\n')
-            }
-            Some('t') => {
-                self.bump();
-                Ok('\t')
-            }
-            Some('u') => {
-                self.bump();
-                let mut code = 0u32;
-                for _ in 0..4 {
-                    match self.peek().and_then(|c| c.to_digit(16)) {
-                        Some(digit) => {
-                            code = code * 16 + digit;
-                            self.bump();
-                        }
-                        None => return Err(self.error("\\u must be followed by four hex digits")),
-                    }
-                }
-                char::from_u32(code).ok_or_else(|| {
-                    self.error(format!("\\u{code:04X} is not a Unicode scalar value"))
-                })
-            }
-            Some(c) if !self.at_newline() && !is_forbidden_control(c) => Err(self.error(format!(
-                "unsupported escape \\{c} (supported: \\\" \\\\ \\n \\t \\uXXXX)"
-            ))),
-            _ => Err(self.error("unterminated escape in a string")),
-        }
-    }
-
-    /// `'...'`, cursor on the opening quote; no escapes.
-    fn literal_string(&mut self) -> ParseResult<String> {
-        self.bump();
-        let start = self.pos;
-        loop {
-            if self.at_newline() {
-                return Err(self.error("unterminated string (a 'string' ends on its own line)"));
-            }
-            match self.peek() {
-                None => return Err(self.error("unterminated string")),
-                Some('\'') => {
-                    let text = self.text.get(start..self.pos).unwrap_or("").to_string();
-                    self.bump();
-                    return Ok(text);
-                }
-                Some(c) if is_forbidden_control(c) => {
-                    return Err(self.error(format!("{} in a string", describe(c))));
-                }
-                Some(_) => {
-                    self.bump();
-                }
-            }
-        }
-    }
-
-    /// `"""..."""` or `'''...'''`, cursor on the first quote. Only skipped, never used.
-    fn multi_line_string(&mut self, quote: char) -> ParseResult<()> {
-        let start_line = self.line;
-        let delimiter: String = [quote; 3].iter().collect();
-        self.eat_str(&delimiter);
-        loop {
-            if self.eat_str(&delimiter) {
-                // Up to two quotes may end the content right before the delimiter: `"""a"""""`.
-                for _ in 0..2 {
-                    self.eat(quote);
-                }
-                return Ok(());
-            }
-            if self.eat_newline() {
-                continue;
-            }
-            match self.peek() {
-                None => {
-                    return Err(error_at(
-                        start_line,
-                        "unterminated multi-line string (it starts here)",
-                    ));
-                }
-                Some('\\') if quote == '"' => {
-                    self.bump();
-                    if matches!(self.peek(), Some(' ' | '\t' | '\n' | '\r')) {
-                        // A line-ending backslash: the newline and the blanks after it vanish.
-                        self.skip_spaces();
-                        if !self.eat_newline() {
-                            return Err(self.error("a '\\' followed by spaces must end the line"));
-                        }
-                        while self.eat_newline() || self.eat(' ') || self.eat('\t') {}
-                    } else {
-                        self.escape()?;
-                    }
-                }
-                Some(c) if is_forbidden_control(c) => {
-                    return Err(self.error(format!("{} in a string", describe(c))));
-                }
-                Some(_) => {
-                    self.bump();
-                }
-            }
-        }
-    }
-
-    /// `[ value, ... ]`, cursor on the `[`. Only skipped, never used.
-    fn array(&mut self, depth: usize) -> ParseResult<()> {
-        let start_line = self.line;
-        if depth >= MAX_VALUE_DEPTH {
-            return Err(self.error(format!("values nested more than {MAX_VALUE_DEPTH} deep")));
-        }
-        self.bump();
-        loop {
-            self.skip_blank()?;
-            if self.peek().is_none() {
-                return Err(error_at(start_line, "unterminated array (it starts here)"));
-            }
-            if self.eat(']') {
-                return Ok(());
-            }
-            self.value(depth + 1)?;
-            self.skip_blank()?;
-            if self.eat(',') {
-                continue;
-            }
-            if self.eat(']') {
-                return Ok(());
-            }
-            return Err(match self.peek() {
-                Some(c) => self.error(format!(
-                    "expected ',' or ']' in an array, found {}",
-                    describe(c)
-                )),
-                None => error_at(start_line, "unterminated array (it starts here)"),
-            });
-        }
-    }
-
-    /// `{ key = value, ... }` on one line, cursor on the `{`. Only skipped, never used.
-    fn inline_table(&mut self, depth: usize) -> ParseResult<()> {
-        if depth >= MAX_VALUE_DEPTH {
-            return Err(self.error(format!("values nested more than {MAX_VALUE_DEPTH} deep")));
-        }
-        self.bump();
-        self.skip_spaces();
-        if self.eat('}') {
-            return Ok(());
-        }
-        loop {
-            self.skip_spaces();
-            let key = self.key()?;
-            if !self.eat('=') {
-                return Err(self.error(format!("expected '=' after the key {}", display_key(&key))));
-            }
-            self.skip_spaces();
-            self.value(depth + 1)?;
-            self.skip_spaces();
-            if self.eat(',') {
-                continue;
-            }
-            if self.eat('}') {
-                return Ok(());
-            }
-            return Err(match self.peek() {
-                Some(c) if !self.at_newline() && c != '\r' => self.error(format!(
-                    "expected ',' or '}}' in an inline table, found {}",
-                    describe(c)
-                )),
-                _ => self.error("unterminated inline table (it must end on its own line)"),
-            });
-        }
-    }
-}
-
-fn error_at(line: usize, message: impl Into<String>) -> ConfigError {
-    ConfigError::Syntax {
-        line,
-        message: message.into(),
-    }
-}
-
-/// Control characters TOML forbids in strings and comments (tab is allowed).
-fn is_forbidden_control(c: char) -> bool {
-    (c.is_ascii_control() && c != '\t') || c == '\u{7f}'
-}
-
-fn is_bare_key_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
-}
-
-fn is_bare_value_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.' | ':')
-}
-
-/// `YYYY-MM-DD`.
-fn looks_like_date(word: &str) -> bool {
-    let bytes = word.as_bytes();
-    bytes.len() == 10
-        && bytes.iter().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                *b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        })
-}
-
-/// A character for an error message: `'x'`, or its code point for invisible ones.
-fn describe(c: char) -> String {
-    if c.is_control() {
-        format!("control character U+{:04X}", u32::from(c))
-    } else if c.is_ascii_graphic() || c.is_alphanumeric() {
-        format!("'{c}'")
-    } else {
-        format!("character U+{:04X}", u32::from(c))
-    }
-}
-
-/// A dotted key as one would write it: bare parts as they are, others quoted.
-fn display_key(parts: &[String]) -> String {
-    let mut out = String::new();
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        if !part.is_empty() && part.chars().all(is_bare_key_char) {
-            out.push_str(part);
-        } else {
-            out.push('"');
-            for c in part.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\t' => out.push_str("\\t"),
-                    c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
-// Second pass: meaning.
+// Meaning.
 
-fn interpret(document: Document) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+/// A warning not yet worded: only the first [`MAX_WARNINGS`] are.
+enum Remark<'d> {
+    /// An unknown key or table.
+    Unknown { path: Vec<&'d str>, what: Unknown },
+    /// `transient = true` next to a `mount` key.
+    ShorthandIgnored(&'static str),
+}
+
+#[derive(Clone, Copy)]
+enum Unknown {
+    Key,
+    Section,
+    ArrayOfTables,
+}
+
+fn interpret(doc: &Document<'_>) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
     let mut config = Config::default();
-    let mut warnings = document.warnings;
+    let mut remarks: Vec<(usize, Remark<'_>)> = Vec::new();
     let mut etc_mount = None;
     let mut var_mount = None;
     // The line of a `transient = true` shorthand, if any.
     let mut etc_transient = None;
     let mut var_transient = None;
 
-    for entry in &document.entries {
-        let key: Vec<&str> = entry.key.iter().map(String::as_str).collect();
-        match key.as_slice() {
-            ["root", "transient"] => config.root_transient = boolean(entry)?,
-            ["etc", "mount"] => etc_mount = Some(etc_mode(entry)?),
-            ["etc", "transient"] => {
-                if boolean(entry)? {
-                    etc_transient = Some(entry.line);
+    for section in doc.entries(ROOT) {
+        let name = section.key.as_str();
+        if !KNOWN_SECTIONS.contains(&name) {
+            unknown(doc, vec![name], section, &mut remarks);
+            continue;
+        }
+        let table = section_table(doc, name, section)?;
+        for entry in doc.entries(table) {
+            let key = [name, entry.key.as_str()];
+            match key {
+                ["root", "transient"] => config.root_transient = boolean(doc, &key, entry)?,
+                ["etc", "mount"] => etc_mount = Some(etc_mode(doc, &key, entry)?),
+                ["etc", "transient"] => {
+                    if boolean(doc, &key, entry)? {
+                        etc_transient = Some(entry.line);
+                    }
                 }
-            }
-            ["var", "mount"] => var_mount = Some(var_mode(entry)?),
-            ["var", "transient"] => {
-                if boolean(entry)? {
-                    var_transient = Some(entry.line);
+                ["var", "mount"] => var_mount = Some(var_mode(doc, &key, entry)?),
+                ["var", "transient"] => {
+                    if boolean(doc, &key, entry)? {
+                        var_transient = Some(entry.line);
+                    }
                 }
+                ["sysroot", "readonly"] => config.sysroot_readonly = boolean(doc, &key, entry)?,
+                ["image", "check-digest"] => config.check_digest = boolean(doc, &key, entry)?,
+                ["image", "max-size"] => config.max_image_size = size(doc, &key, entry)?,
+                ["tpm", "measure"] => config.tpm_measure = tpm_measure(doc, &key, entry)?,
+                _ => unknown(doc, key.to_vec(), entry, &mut remarks),
             }
-            ["sysroot", "readonly"] => config.sysroot_readonly = boolean(entry)?,
-            ["image", "check-digest"] => config.check_digest = boolean(entry)?,
-            ["tpm", "measure"] => config.tpm_measure = tpm_measure(entry)?,
-            ["image", "max-size"] => config.max_image_size = size(entry)?,
-            [section] if KNOWN_SECTIONS.contains(section) => {
-                return Err(value_error(
-                    entry,
-                    format!(
-                        "expected a [{section}] section or dotted keys such as \
-                         {section}.{} = ... (inline tables are not supported)",
-                        KNOWN_KEYS
-                            .iter()
-                            .find_map(|k| k.strip_prefix(*section)?.strip_prefix('.'))
-                            .unwrap_or("key")
-                    ),
-                ));
-            }
-            _ if entry.in_unknown_section => {}
-            _ => warnings.push(unknown_key(entry)),
         }
     }
 
     config.etc = match (etc_mount, etc_transient) {
         (Some(mode), None) => mode,
         (Some(mode), Some(line)) => {
-            warnings.push(shorthand_ignored("etc", line));
+            remarks.push((line, Remark::ShorthandIgnored("etc")));
             mode
         }
         (None, Some(_)) => EtcMode::Fixed(MountMode::Transient),
@@ -1103,63 +308,186 @@ fn interpret(document: Document) -> Result<(Config, Vec<ConfigWarning>), ConfigE
     config.var = match (var_mount, var_transient) {
         (Some(mode), None) => mode,
         (Some(mode), Some(line)) => {
-            warnings.push(shorthand_ignored("var", line));
+            remarks.push((line, Remark::ShorthandIgnored("var")));
             mode
         }
         (None, Some(_)) => MountMode::Transient,
         (None, None) => config.var,
     };
 
-    warnings.sort_by_key(|warning| warning.line);
+    // The first ones by line, in order (a partial selection sort: only they need ordering).
+    for k in 0..remarks.len().min(MAX_WARNINGS + 1) {
+        let mut first = k;
+        for (i, (line, _)) in remarks.iter().enumerate().skip(k + 1) {
+            if *line < remarks[first].0 {
+                first = i;
+            }
+        }
+        remarks.swap(k, first);
+    }
+    let mut warnings: Vec<ConfigWarning> = remarks
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(|(line, remark)| ConfigWarning {
+            line: *line,
+            message: word(remark),
+        })
+        .collect();
+    if let Some((line, _)) = remarks.get(MAX_WARNINGS) {
+        warnings.push(ConfigWarning {
+            line: *line,
+            message: format!(
+                "and {} more unknown keys, from this line on (not listed)",
+                remarks.len() - MAX_WARNINGS
+            ),
+        });
+    }
     Ok((config, warnings))
 }
 
-fn value_error(entry: &Entry, expected: String) -> ConfigError {
-    // The value as written, kept to one readable line.
-    let first_line = entry.value.raw.lines().next().unwrap_or("");
-    let mut value: String = first_line.chars().take(64).collect();
-    if value.len() < entry.value.raw.len() {
-        value.push_str("...");
+fn word(remark: &Remark<'_>) -> String {
+    match remark {
+        Remark::Unknown { path, what } => {
+            let name = display_key(path.iter().copied());
+            match what {
+                Unknown::Key => {
+                    let lower = name.to_ascii_lowercase();
+                    let hint = if KNOWN_KEYS.contains(&lower.as_str()) {
+                        format!(" (keys are case-sensitive: did you mean {lower}?)")
+                    } else {
+                        String::new()
+                    };
+                    format!("unknown key {name} ignored{hint}")
+                }
+                Unknown::Section => format!("unknown section [{name}], its keys are ignored"),
+                Unknown::ArrayOfTables => {
+                    format!("unknown array of tables [[{name}]], its keys are ignored")
+                }
+            }
+        }
+        Remark::ShorthandIgnored(section) => {
+            format!("{section}.transient = true ignored: {section}.mount is set")
+        }
     }
+}
+
+/// Records what is unknown under `entry`: a value or inline table as one key, a `[section]`
+/// once, tables made by dotted keys (or only named in a header) by what they hold.
+fn unknown<'d>(
+    doc: &'d Document<'_>,
+    path: Vec<&'d str>,
+    entry: &'d Entry,
+    remarks: &mut Vec<(usize, Remark<'d>)>,
+) {
+    let what = match &entry.item {
+        Item::Value(_) => Unknown::Key,
+        Item::Table(id) if doc.is_inline(*id) => Unknown::Key,
+        Item::Table(id) if doc.is_header_table(*id) => Unknown::Section,
+        Item::Table(id) => {
+            for child in doc.entries(*id) {
+                let mut deeper = path.clone();
+                deeper.push(&child.key);
+                unknown(doc, deeper, child, remarks);
+            }
+            return;
+        }
+        Item::ArrayOfTables(_) => Unknown::ArrayOfTables,
+    };
+    remarks.push((entry.line, Remark::Unknown { path, what }));
+}
+
+/// A known section must be a table: a `[section]`, dotted keys, or an inline table.
+fn section_table(doc: &Document<'_>, name: &str, entry: &Entry) -> Result<TableId, ConfigError> {
+    if let Item::Table(id) = entry.item {
+        return Ok(id);
+    }
+    let example = KNOWN_KEYS
+        .iter()
+        .find_map(|k| k.strip_prefix(name)?.strip_prefix('.'))
+        .unwrap_or("key");
+    Err(value_error(
+        doc,
+        &[name],
+        entry,
+        format!(
+            "expected a table: a [{name}] section, dotted keys such as {name}.{example} = ..., \
+             or an inline table"
+        ),
+    ))
+}
+
+fn value_error(doc: &Document<'_>, key: &[&str], entry: &Entry, expected: String) -> ConfigError {
+    let value = match (doc.written(entry), &entry.item) {
+        (Some(text), _) => {
+            // The value as written, kept to one readable line.
+            document::shorten(text, 64)
+        }
+        (None, Item::ArrayOfTables(_)) => format!("[[{}]]", display_key(key.iter().copied())),
+        (None, _) => format!("[{}]", display_key(key.iter().copied())),
+    };
     ConfigError::Value {
         line: entry.line,
-        key: display_key(&entry.key),
+        key: display_key(key.iter().copied()),
         value,
         expected,
     }
 }
 
-fn boolean(entry: &Entry) -> Result<bool, ConfigError> {
-    let hint = match &entry.value.kind {
-        ValueKind::Bool(value) => return Ok(*value),
-        ValueKind::String(s) if s == "true" || s == "false" => " (without quotes)",
-        ValueKind::Other
-            if entry.value.raw.eq_ignore_ascii_case("true")
-                || entry.value.raw.eq_ignore_ascii_case("false") =>
+/// The entry's scalar, if it is one.
+fn scalar(entry: &Entry) -> Option<&Value> {
+    match &entry.item {
+        Item::Value(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn boolean(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<bool, ConfigError> {
+    let hint = match scalar(entry) {
+        Some(Value::Bool(value)) => return Ok(*value),
+        Some(Value::String(s))
+            if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
         {
-            " (in lower case)"
+            " (without quotes, in lower case)"
         }
         _ => "",
     };
-    Err(value_error(entry, format!("expected true or false{hint}")))
+    Err(value_error(
+        doc,
+        key,
+        entry,
+        format!("expected true or false{hint}"),
+    ))
 }
 
-/// A positive integer number of bytes (TOML integer: decimal, `_` between digits).
-fn size(entry: &Entry) -> Result<u64, ConfigError> {
-    let raw = entry.value.raw.trim();
-    let digits_ok = !raw.is_empty()
-        && raw.bytes().all(|b| b.is_ascii_digit() || b == b'_')
-        && !raw.starts_with('_')
-        && !raw.ends_with('_')
-        && !raw.contains("__");
-    let value = digits_ok
-        .then(|| raw.replace('_', "").parse::<u64>().ok())
-        .flatten()
-        .filter(|v| *v > 0);
-    value.ok_or_else(|| {
+fn size(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<u64, ConfigError> {
+    match scalar(entry) {
+        Some(Value::Integer(Some(n))) if *n > 0 => return Ok(*n),
+        _ => {}
+    }
+    Err(value_error(
+        doc,
+        key,
+        entry,
+        format!(
+            "expected a positive integer number of bytes, at most {} (default {DEFAULT_MAX_IMAGE_SIZE}, 1 GiB)",
+            u64::MAX
+        ),
+    ))
+}
+
+fn tpm_measure(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<TpmMeasure, ConfigError> {
+    let accept = |word: &str| match word {
+        "auto" => Some(TpmMeasure::Auto),
+        "required" => Some(TpmMeasure::Required),
+        "off" => Some(TpmMeasure::Off),
+        _ => None,
+    };
+    word_value(entry, accept, |_| None).map_err(|hint| {
         value_error(
+            doc,
+            key,
             entry,
-            "expected a positive integer number of bytes, e.g. 1073741824".into(),
+            format!(r#"expected one of "auto", "required", "off"{hint}"#),
         )
     })
 }
@@ -1185,9 +513,11 @@ fn etc_word(word: &str) -> Option<EtcMode> {
 
 const ALIASES: &str = r#"(aliases: "root" = "none", "volatile" = "transient")"#;
 
-fn etc_mode(entry: &Entry) -> Result<EtcMode, ConfigError> {
-    mode_value(entry, etc_word, |_| None).map_err(|hint| {
+fn etc_mode(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<EtcMode, ConfigError> {
+    word_value(entry, etc_word, |_| None).map_err(|hint| {
         value_error(
+            doc,
+            key,
             entry,
             format!(
                 r#"expected one of "auto", "none", "bind", "overlay", "transient" {ALIASES}{hint}"#
@@ -1196,82 +526,43 @@ fn etc_mode(entry: &Entry) -> Result<EtcMode, ConfigError> {
     })
 }
 
-fn tpm_measure(entry: &Entry) -> Result<TpmMeasure, ConfigError> {
-    match &entry.value.kind {
-        ValueKind::String(s) if s == "auto" => Ok(TpmMeasure::Auto),
-        ValueKind::String(s) if s == "required" => Ok(TpmMeasure::Required),
-        ValueKind::String(s) if s == "off" => Ok(TpmMeasure::Off),
-        _ => Err(value_error(
-            entry,
-            r#"expected one of "auto", "required", "off""#.to_string(),
-        )),
-    }
-}
-
-fn var_mode(entry: &Entry) -> Result<MountMode, ConfigError> {
+fn var_mode(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<MountMode, ConfigError> {
     let auto_hint = |word: &str| {
         (word == "auto").then(|| r#"; "auto" is accepted only for etc.mount"#.to_string())
     };
-    mode_value(entry, mount_mode, auto_hint).map_err(|hint| {
+    word_value(entry, mount_mode, auto_hint).map_err(|hint| {
         value_error(
+            doc,
+            key,
             entry,
             format!(r#"expected one of "none", "bind", "overlay", "transient" {ALIASES}{hint}"#),
         )
     })
 }
 
-/// Read a mode with `accept`; on failure return a hint for the message (possibly empty).
-fn mode_value<T>(
+/// Reads a string value with `accept`; on failure returns a hint for the message (possibly
+/// empty).
+fn word_value<T>(
     entry: &Entry,
     accept: impl Fn(&str) -> Option<T>,
     special_hint: impl Fn(&str) -> Option<String>,
 ) -> Result<T, String> {
-    match &entry.value.kind {
-        ValueKind::String(word) => {
-            if let Some(mode) = accept(word) {
-                return Ok(mode);
-            }
-            if let Some(hint) = special_hint(word) {
-                return Err(hint);
-            }
-            let guess = word.trim().to_ascii_lowercase();
-            if accept(&guess).is_some() {
-                return Err(format!(
-                    r#"; did you mean "{guess}"? (values are case-sensitive, without spaces)"#
-                ));
-            }
-            Err(String::new())
-        }
-        ValueKind::Bool(_) | ValueKind::Other => {
-            let raw = entry.value.raw.as_str();
-            if accept(raw).is_some() {
-                Err(format!(r#"; strings need quotes: "{raw}""#))
-            } else {
-                Err(String::new())
-            }
-        }
-    }
-}
-
-fn unknown_key(entry: &Entry) -> ConfigWarning {
-    let name = display_key(&entry.key);
-    let lower = name.to_ascii_lowercase();
-    let hint = if KNOWN_KEYS.contains(&lower.as_str()) {
-        format!(" (keys are case-sensitive: did you mean {lower}?)")
-    } else {
-        String::new()
+    let Some(Value::String(word)) = scalar(entry) else {
+        return Err(String::new());
     };
-    ConfigWarning {
-        line: entry.line,
-        message: format!("unknown key {name} ignored{hint}"),
+    if let Some(value) = accept(word) {
+        return Ok(value);
     }
-}
-
-fn shorthand_ignored(section: &str, line: usize) -> ConfigWarning {
-    ConfigWarning {
-        line,
-        message: format!("{section}.transient = true ignored: {section}.mount is set"),
+    if let Some(hint) = special_hint(word) {
+        return Err(hint);
     }
+    let guess = word.trim().to_ascii_lowercase();
+    if accept(&guess).is_some() {
+        return Err(format!(
+            r#"; did you mean "{guess}"? (values are case-sensitive, without spaces)"#
+        ));
+    }
+    Err(String::new())
 }
 
 #[cfg(test)]
@@ -1341,6 +632,8 @@ mod tests {
         assert_eq!(config.var, MountMode::Bind);
         assert!(config.sysroot_readonly);
         assert!(config.check_digest);
+        assert_eq!(config.max_image_size, 1024 * 1024 * 1024);
+        assert_eq!(config.tpm_measure, TpmMeasure::Auto);
     }
 
     #[test]
@@ -1367,7 +660,7 @@ readonly = false
 
 [image]
 check-digest = false
-max-size = 1_000_000
+max-size = 1_048_576
 
 [tpm]
 measure = "required"
@@ -1380,8 +673,8 @@ measure = "required"
                 var: MountMode::None,
                 sysroot_readonly: false,
                 check_digest: false,
+                max_image_size: 1 << 20,
                 tpm_measure: TpmMeasure::Required,
-                max_image_size: 1_000_000,
             }
         );
     }
@@ -1389,40 +682,41 @@ measure = "required"
     #[test]
     fn every_key_dotted_at_top_level() {
         let text = "root.transient = true\netc.mount = \"bind\"\nvar.mount = \"overlay\"\n\
-                    sysroot.readonly = false\nimage.check-digest = false\ntpm.measure = \"off\"\n";
-        assert_eq!(
-            clean(text),
-            Config {
-                root_transient: true,
-                etc: EtcMode::Fixed(MountMode::Bind),
-                var: MountMode::Overlay,
-                sysroot_readonly: false,
-                check_digest: false,
-                tpm_measure: TpmMeasure::Off,
-                max_image_size: DEFAULT_MAX_IMAGE_SIZE,
-            }
-        );
+                    sysroot.readonly = false\nimage.check-digest = false\nimage.max-size = 0x1000\n\
+                    tpm.measure = 'off'\n";
+        let want = Config {
+            root_transient: true,
+            etc: EtcMode::Fixed(MountMode::Bind),
+            var: MountMode::Overlay,
+            sysroot_readonly: false,
+            check_digest: false,
+            max_image_size: 4096,
+            tpm_measure: TpmMeasure::Off,
+        };
+        assert_eq!(clean(text), want);
+        // The peers read the same keys as inline tables.
+        let inline = "root = { transient = true }\netc = { mount = \"bind\" }\n\
+                      var = { mount = \"overlay\" }\nsysroot = { readonly = false }\n\
+                      image = { check-digest = false, max-size = 4096 }\ntpm = { measure = 'off' }\n";
+        assert_eq!(clean(inline), want);
     }
 
     #[test]
-    fn max_size_takes_positive_integers_only() {
-        assert_eq!(clean("image.max-size = 4096").max_image_size, 4096);
-        for bad in [
-            "0",
-            "-1",
-            "\"1G\"",
-            "1.5",
-            "_1",
-            "1__0",
-            "true",
-            "99999999999999999999",
-        ] {
-            let text = format!("[image]\nmax-size = {bad}\n");
-            let err = parse(&text).unwrap_err().to_string();
-            assert!(
-                err.contains("line 2") && err.contains("positive integer"),
-                "{bad}: {err}"
-            );
+    fn the_normalized_form_loads_as_the_same_config() {
+        let configs = [
+            Config::default(),
+            clean(
+                "root.transient = true\netc.mount = 'volatile'\nvar.mount = 'root'\n\
+                   sysroot.readonly = false\nimage.check-digest = false\nimage.max-size = 1\n\
+                   tpm.measure = 'required'",
+            ),
+            clean(
+                "etc.transient = true\nvar.transient = true\nimage.max-size = 18446744073709551615",
+            ),
+        ];
+        for config in configs {
+            let text = config.to_string();
+            assert_eq!(clean(&text), config, "{text}");
         }
     }
 
@@ -1430,7 +724,7 @@ measure = "required"
     fn defaults_written_out_change_nothing() {
         let text = "[root]\ntransient = false\n[etc]\nmount = \"auto\"\n[var]\nmount = \"bind\"\n\
                     [sysroot]\nreadonly = true\n[image]\ncheck-digest = true\n\
-                    [tpm]\nmeasure = \"auto\"\n";
+                    max-size = 1_073_741_824\n[tpm]\nmeasure = 'auto'\n";
         assert_eq!(clean(text), Config::default());
     }
 
@@ -1499,7 +793,7 @@ measure = "required"
         assert_eq!(warnings.len(), 2);
         let (line, message) = syntax("etc.mount = \"bind # oops\n");
         assert_eq!(line, 1);
-        assert!(message.contains("unterminated"), "{message}");
+        assert!(message.contains("invalid basic string"), "{message}");
     }
 
     #[test]
@@ -1522,18 +816,25 @@ measure = "required"
             clean(r#"etc.mount = "b\u0069nd""#).etc,
             EtcMode::Fixed(MountMode::Bind)
         );
+        assert_eq!(
+            clean(r#"etc.mount = "b\x69n\U00000064""#).etc,
+            EtcMode::Fixed(MountMode::Bind)
+        );
+        // TOML's escapes, with TOML 1.1's \e and \xHH (the peers' parser reads 1.1).
         let cases = [
             (r#"x = "\"""#, true),
             (r#"x = "\\""#, true),
             (r#"x = "a\nb\tc""#, true),
             (r#"x = "\u00e9\uFFFD""#, true),
-            (r#"x = "\x41""#, false),
-            (r#"x = "\r""#, false),
-            (r#"x = "\b""#, false),
-            (r#"x = "\U0001F600""#, false),
+            (r#"x = "\x41""#, true),
+            (r#"x = "\r""#, true),
+            (r#"x = "\b\f\e""#, true),
+            (r#"x = "\U0001F600""#, true),
             (r#"x = "\u12""#, false),
             (r#"x = "\u12G4""#, false),
             (r#"x = "\uD800""#, false),
+            (r#"x = "\U00110000""#, false),
+            (r#"x = "\x4""#, false),
             (r#"x = "\"#, false),
             ("x = \"\\", false),
         ];
@@ -1541,9 +842,9 @@ measure = "required"
             assert_eq!(parse(text).is_ok(), valid, "{text}");
         }
         let (_, message) = syntax(r#"x = "\q""#);
-        assert!(message.contains("unsupported escape \\q"), "{message}");
+        assert!(message.contains("escape"), "{message}");
         let (_, message) = syntax(r#"x = "\uDFFF""#);
-        assert!(message.contains("DFFF"), "{message}");
+        assert!(message.contains("unicode"), "{message}");
     }
 
     #[test]
@@ -1558,7 +859,7 @@ measure = "required"
         assert!(clean("\u{feff}").eq(&Config::default()));
         let (line, message) = syntax("[root]\n\u{feff}transient = true\n");
         assert_eq!(line, 2);
-        assert!(message.contains("U+FEFF"), "{message}");
+        assert!(message.contains("feff"), "{message}");
     }
 
     #[test]
@@ -1603,7 +904,7 @@ measure = "required"
         ok("a-b_C9 = 1\n-- = 2\n_ = 3\n1234 = 4\ntrue = 5\n");
         let (line, message) = syntax("\n\u{e9}t\u{e9} = 1");
         assert_eq!(line, 2);
-        assert!(message.contains("unexpected"), "{message}");
+        assert!(message.contains("invalid unquoted key"), "{message}");
         syntax("a.b$ = 1");
         syntax("a b = 1");
         syntax("a. = 1");
@@ -1625,20 +926,22 @@ measure = "required"
     fn syntax_errors_name_the_line() {
         let cases: &[(&str, usize, &str)] = &[
             ("[etc\nmount = \"bind\"", 1, "']'"),
-            ("\n\n[]", 3, "expected a key"),
-            ("[etc] x", 1, "end of the line"),
+            ("\n\n[]", 3, "keys cannot be empty"),
+            ("[etc] x", 1, "'#'"),
             ("[etc]\nmount \"bind\"", 2, "'='"),
             ("[etc]\nmount", 2, "'='"),
-            ("[etc]\nmount =", 2, "missing value"),
-            ("[etc]\nmount = # none", 2, "missing value"),
-            ("[etc]\nmount =\n\"bind\"", 2, "missing value"),
-            ("[etc]\nmount = \"bind\" \"overlay\"", 2, "end of the line"),
-            ("[etc]\nmount = \"bind", 2, "unterminated"),
-            ("[etc]\nmount = 'bind", 2, "unterminated"),
-            ("= 1", 1, "unexpected"),
-            ("[root]\ntransient = @", 2, "invalid value"),
-            ("x = true false", 1, "end of the line"),
-            ("x = 1 2", 1, "end of the line"),
+            ("[etc]\nmount =", 2, "end of the file"),
+            ("[etc]\nmount = # none", 2, "quoted"),
+            ("[etc]\nmount =\n\"bind\"", 3, "'='"),
+            ("[etc]\nmount = \"bind\" \"overlay\"", 2, "'#'"),
+            ("[etc]\nmount = \"bind", 2, "end of the file"),
+            ("[etc]\nmount = 'bind", 2, "end of the file"),
+            ("= 1", 1, "keys cannot be empty"),
+            ("[root]\ntransient = @", 2, "\"@\""),
+            ("x = true false", 1, "\"true false\""),
+            ("x = 1 2", 1, "\"1 2\""),
+            ("[root]\ntransient = True", 2, "'true'"),
+            ("[etc]\nmount = bind", 2, "must be quoted"),
         ];
         for (text, line, needle) in cases {
             let (got_line, message) = syntax(text);
@@ -1648,12 +951,24 @@ measure = "required"
     }
 
     #[test]
-    fn array_tables_are_rejected() {
-        let (line, message) = syntax("[root]\n[[image]]\n");
-        assert_eq!(line, 2);
-        assert!(message.contains("[[...]]"), "{message}");
-        syntax("[[etc]]");
-        syntax("[ [etc]]");
+    fn arrays_of_tables() {
+        // Unknown ones are one warning each, whatever they hold.
+        let (config, warnings) = ok("[[x]]\na = 1\n[[x]]\n[x.y]\nb = 2\n[etc]\nmount = 'bind'\n");
+        assert_eq!(config.etc, EtcMode::Fixed(MountMode::Bind));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].line, 1);
+        assert!(warnings[0].message.contains("[[x]]"), "{warnings:?}");
+        // A known section cannot be one.
+        let (line, key, value, expected) = value_err("[root]\n[[image]]\n");
+        assert_eq!(
+            (line, key.as_str(), value.as_str()),
+            (2, "image", "[[image]]")
+        );
+        assert!(expected.contains("[image] section"), "{expected}");
+        // Table rules: an array of tables is not a table, nor a table one.
+        assert_eq!(syntax("[[x]]\n[x]").0, 2);
+        assert_eq!(syntax("[x]\n[[x]]").0, 2);
+        assert_eq!(syntax("x = [{}]\n[[x]]").0, 2);
     }
 
     #[test]
@@ -1662,6 +977,9 @@ measure = "required"
         assert_eq!(line, 4);
         assert!(message.contains("duplicate key etc.mount"), "{message}");
         assert!(message.contains("line 2"), "{message}");
+        // Inside inline tables and arrays too.
+        assert_eq!(syntax("x = { a = 1, a = 2 }").0, 1);
+        assert_eq!(syntax("x = [\n{ a = 1 },\n{ b.c = 1, b = 2 }]").0, 3);
         // Different spellings of the same key.
         assert_eq!(syntax("[etc]\nmount = 'a'\n\"mount\" = 'b'").0, 3);
         assert_eq!(syntax("etc.mount = 'a'\n'etc' . \"mount\" = 'b'").0, 2);
@@ -1694,7 +1012,10 @@ measure = "required"
         assert_eq!(line, 2);
         assert!(message.contains("dotted keys"), "{message}");
         // A header table cannot be extended by dotted keys from elsewhere.
-        assert_eq!(syntax("[a.b.c]\n[a]\nb.d = 1").0, 3);
+        assert_eq!(syntax("[a.b.c]\n[a]\nb.c.d = 1").0, 3);
+        // Inline tables are closed.
+        assert_eq!(syntax("x = { a = 1 }\nx.b = 2").0, 2);
+        assert_eq!(syntax("x = { a = 1 }\n[x.b]").0, 2);
     }
 
     #[test]
@@ -1703,6 +1024,9 @@ measure = "required"
         ok("[a.b]\nx = 1\n[a]\ny = 2\n");
         // Sub-tables under a table made by dotted keys.
         ok("[a]\nb.c = 1\nb.d = 2\n[a.b.e]\nf = 3\n");
+        // A table only named by an earlier header may take dotted keys (as the peers' parser
+        // has it).
+        ok("[a.b.c]\n[a]\nb.d = 1");
         // Dotted keys sharing a prefix.
         let config = clean("etc.mount = 'bind'\netc.transient = false\nvar.mount = 'none'");
         assert_eq!(config.etc, EtcMode::Fixed(MountMode::Bind));
@@ -1715,23 +1039,39 @@ measure = "required"
         assert_eq!(line, 2);
         assert!(message.contains("parts"), "{message}");
         syntax(&format!("[{long_key}]"));
-        // Section and key together over the limit.
-        let half = vec!["a"; MAX_KEY_PARTS / 2 + 1].join(".");
-        syntax(&format!("[{half}]\n{half} = 1"));
-        // Exactly at the limit is fine.
-        let max = vec!["a"; MAX_KEY_PARTS].join(".");
+        // Exactly at the limit is fine, in a header and in a key below it.
+        let max = vec!["a"; MAX_DEPTH as usize].join(".");
         ok(&format!("{max} = 1"));
+        ok(&format!("[{max}]\n{max} = 1"));
+        syntax(&format!("{max}.a = 1"));
 
         let deep = format!("x = {}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(syntax(&deep).1.contains("nested"));
+        assert!(syntax(&deep).1.contains("recursion"));
         let deep = format!("x = {}", "{ a = ".repeat(100_000));
-        assert!(syntax(&deep).1.contains("nested"));
-        let at_limit = format!(
+        assert!(syntax(&deep).1.contains("recursion"));
+        let depth = MAX_DEPTH as usize;
+        ok(&format!("x = {}{}", "[".repeat(depth), "]".repeat(depth)));
+        syntax(&format!(
             "x = {}{}",
-            "[".repeat(MAX_VALUE_DEPTH),
-            "]".repeat(MAX_VALUE_DEPTH)
-        );
-        ok(&at_limit);
+            "[".repeat(depth + 1),
+            "]".repeat(depth + 1)
+        ));
+    }
+
+    #[test]
+    fn many_unknown_keys_are_counted_not_listed() {
+        let text: String = (0..100_000).map(|i| format!("key{i} = {i}\n")).collect();
+        let (config, warnings) = ok(&text);
+        assert_eq!(config, Config::default());
+        assert_eq!(warnings.len(), MAX_WARNINGS + 1);
+        assert_eq!(warnings[0].message, "unknown key key0 ignored");
+        assert_eq!(warnings[MAX_WARNINGS - 1].line, MAX_WARNINGS);
+        let last = &warnings[MAX_WARNINGS];
+        assert_eq!(last.line, MAX_WARNINGS + 1);
+        assert!(last.message.contains("99990 more"), "{last:?}");
+        // Exactly the limit: no count.
+        let text: String = (0..MAX_WARNINGS).map(|i| format!("k{i} = 1\n")).collect();
+        assert_eq!(ok(&text).1.len(), MAX_WARNINGS);
     }
 
     // --- values of known keys ---------------------------------------------------------------------
@@ -1808,22 +1148,11 @@ measure = "required"
         assert!(expected.contains("did you mean \"bind\""), "{expected}");
         let (_, _, _, expected) = value_err("var.mount = ' OVERLAY '");
         assert!(expected.contains("did you mean \"overlay\""), "{expected}");
-        let (_, _, _, expected) = value_err("[root]\ntransient = True");
-        assert!(expected.contains("lower case"), "{expected}");
         let (_, _, _, expected) = value_err("etc.mount = 'bogus'");
         assert!(!expected.contains("did you mean"), "{expected}");
-    }
-
-    #[test]
-    fn unquoted_mode_is_a_value_error_with_a_hint() {
-        let (line, key, value, expected) = value_err("[etc]\nmount = bind");
-        assert_eq!(
-            (line, key.as_str(), value.as_str()),
-            (2, "etc.mount", "bind")
-        );
-        assert!(expected.contains("quotes"), "{expected}");
-        let (_, _, value, _) = value_err("[var]\nmount = true");
-        assert_eq!(value, "true");
+        // `True` and unquoted words are not TOML at all.
+        assert!(syntax("[root]\ntransient = True").1.contains("'true'"));
+        assert!(syntax("[etc]\nmount = bind").1.contains("quoted"));
     }
 
     #[test]
@@ -1853,9 +1182,8 @@ measure = "required"
             "root.transient = \"yes\"",
             "root.transient = [true]",
             "root.transient = { a = true }",
-            "sysroot.readonly = TRUE",
-            "image.check-digest = no",
             "image.check-digest = 2024-01-01",
+            "image.check-digest = 1.0",
         ] {
             let (line, _, _, expected) = value_err(text);
             assert_eq!(line, 1);
@@ -1870,14 +1198,77 @@ measure = "required"
     }
 
     #[test]
+    fn image_max_size() {
+        for (text, want) in [
+            ("1", 1),
+            ("4_096", 4096),
+            ("0x1_0000", 65536),
+            ("0o777", 0o777),
+            ("0b1000", 8),
+            ("+1073741824", 1 << 30),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            assert_eq!(
+                clean(&format!("[image]\nmax-size = {text}")).max_image_size,
+                want,
+                "{text}"
+            );
+        }
+        for bad in [
+            "0",
+            "-1",
+            "18446744073709551616",
+            "1.5",
+            "'16G'",
+            "\"1024\"",
+            "true",
+            "[1]",
+        ] {
+            let (line, key, value, expected) = value_err(&format!("\n[image]\nmax-size = {bad}"));
+            assert_eq!(
+                (line, key.as_str(), value.as_str()),
+                (3, "image.max-size", bad)
+            );
+            assert!(
+                expected.contains("positive integer number of bytes"),
+                "{expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn tpm_measure() {
+        for (word, want) in [
+            ("auto", TpmMeasure::Auto),
+            ("required", TpmMeasure::Required),
+            ("off", TpmMeasure::Off),
+        ] {
+            assert_eq!(
+                clean(&format!("[tpm]\nmeasure = '{word}'")).tpm_measure,
+                want
+            );
+            assert_eq!(want.to_string(), word);
+        }
+        let (_, key, _, expected) = value_err("[tpm]\nmeasure = 'Required'");
+        assert_eq!(key, "tpm.measure");
+        assert!(expected.contains("did you mean \"required\""), "{expected}");
+        for bad in ["'yes'", "true", "1", "''"] {
+            let (_, _, _, expected) = value_err(&format!("tpm.measure = {bad}"));
+            assert!(
+                expected.contains("\"auto\", \"required\", \"off\""),
+                "{expected}"
+            );
+        }
+    }
+
+    #[test]
     fn modes_reject_other_types() {
         for text in [
             "etc.mount = 1",
             "etc.mount = true",
             "etc.mount = [\"bind\"]",
             "etc.mount = { a = 1 }",
-            "etc.mount = \"\"\"bind\"\"\"",
-            "etc.mount = '''bind'''",
+            "etc.mount = \"\"\"bogus\"\"\"",
             "var.mount = 3.5",
             "var.mount = inf",
         ] {
@@ -1889,7 +1280,7 @@ measure = "required"
 
     #[test]
     fn multi_line_value_error_shows_its_first_line() {
-        let (line, _, value, _) = value_err("\netc.mount = \"\"\"\nbind\"\"\"\nx = 1");
+        let (line, _, value, _) = value_err("\netc.mount = \"\"\"\nbogus\"\"\"\nx = 1");
         assert_eq!(line, 2);
         assert_eq!(value, "\"\"\"...");
         let (line, _, value, _) = value_err("[etc]\nmount = [\n  'bind',\n]");
@@ -1906,37 +1297,18 @@ measure = "required"
     }
 
     #[test]
-    fn section_name_as_a_key_is_a_value_error() {
-        let (line, key, value, expected) = value_err("etc = { mount = \"bind\" }");
-        assert_eq!((line, key.as_str()), (1, "etc"));
-        assert_eq!(value, "{ mount = \"bind\" }");
-        assert!(expected.contains("etc.mount"), "{expected}");
-        let (_, key, _, expected) = value_err("image = 'x'");
-        assert_eq!(key, "image");
+    fn section_name_as_a_key_needs_a_table() {
+        assert_eq!(
+            clean("etc = { mount = \"bind\" }").etc,
+            EtcMode::Fixed(MountMode::Bind)
+        );
+        let (line, key, value, expected) = value_err("\nimage = 'x'");
+        assert_eq!((line, key.as_str(), value.as_str()), (2, "image", "'x'"));
         assert!(expected.contains("image.check-digest"), "{expected}");
         let (_, _, _, expected) = value_err("root = true");
         assert!(expected.contains("root.transient"), "{expected}");
-    }
-
-    #[test]
-    fn tpm_measure_key() {
-        assert_eq!(Config::default().tpm_measure, TpmMeasure::Auto);
-        for (text, want) in [
-            ("[tpm]\nmeasure = \"required\"", TpmMeasure::Required),
-            ("tpm.measure = 'off'", TpmMeasure::Off),
-            ("[tpm]\nmeasure = \"auto\"", TpmMeasure::Auto),
-        ] {
-            assert_eq!(clean(text).tpm_measure, want, "{text}");
-        }
-        for bad in [
-            "tpm.measure = true",
-            "tpm.measure = \"yes\"",
-            "tpm.measure = \"Required\"",
-        ] {
-            let (line, key, _, expected) = value_err(bad);
-            assert_eq!((line, key.as_str()), (1, "tpm.measure"));
-            assert!(expected.contains("\"required\""), "{expected}");
-        }
+        let (_, _, _, expected) = value_err("tpm = []");
+        assert!(expected.contains("tpm.measure"), "{expected}");
     }
 
     // --- transient shorthands ---------------------------------------------------------------------
@@ -2047,7 +1419,7 @@ measure = "required"
         assert_eq!(warnings[1].line, 6);
         assert!(warnings[1].message.contains("[etc.extra]"));
         // Known sections, even empty, are not reported.
-        let (_, warnings) = ok("[root]\n[etc]\n[var]\n[sysroot]\n[image]\n");
+        let (_, warnings) = ok("[root]\n[etc]\n[var]\n[sysroot]\n[image]\n[tpm]\n");
         assert!(warnings.is_empty());
     }
 
@@ -2109,33 +1481,38 @@ mount = "overlay"
                     .unwrap_or("?")
             })
             .collect();
+        // The first ten are listed, the other eight counted from the line of the first.
+        assert_eq!(
+            keys[..MAX_WARNINGS],
+            [
+                "int", "neg", "hex", "float", "special", "nan", "date", "datetime", "spaced",
+                "time",
+            ]
+        );
+        assert_eq!(warnings.len(), MAX_WARNINGS + 1);
+        assert_eq!(warnings[MAX_WARNINGS].line, 12);
+        assert!(warnings[MAX_WARNINGS].message.contains("8 more"));
+        // The rest, each listed once the first ones are gone; line numbers after multi-line
+        // values are right.
+        let rest = &text[text.find("empty-array").unwrap()..];
+        let (_, warnings) = ok(rest);
+        let keys: Vec<(usize, &str)> = warnings
+            .iter()
+            .map(|w| (w.line, w.message.split(' ').nth(2).unwrap_or("?")))
+            .collect();
         assert_eq!(
             keys,
             [
-                "int",
-                "neg",
-                "hex",
-                "float",
-                "special",
-                "nan",
-                "date",
-                "datetime",
-                "spaced",
-                "time",
-                "empty-array",
-                "array",
-                "multi-line-array",
-                "table",
-                "empty-table",
-                "mls",
-                "mll",
-                "five",
+                (1, "empty-array"),
+                (2, "array"),
+                (3, "multi-line-array"),
+                (8, "table"),
+                (9, "empty-table"),
+                (10, "mls"),
+                (14, "mll"),
+                (16, "five"),
             ]
         );
-        // Line numbers after multi-line values are right.
-        assert_eq!(warnings[13].line, 19);
-        assert_eq!(warnings[16].line, 25);
-        assert_eq!(warnings[17].line, 27);
     }
 
     #[test]
@@ -2146,9 +1523,11 @@ mount = "overlay"
             ("x = [1 2]", 1),
             ("x = [,]", 1),
             ("x = { a = 1", 1),
-            ("x = { a = 1,\n b = 2 }", 1),
-            ("x = { a = 1, }", 1),
             ("x = { a }", 1),
+            ("x = 1979-02-29", 1),
+            ("x = 24:00:00", 1),
+            ("x = 1e400", 1),
+            ("x = -340282366920938463463374607431768211456", 1),
             ("x = \"\"\"abc", 1),
             ("\nx = '''abc\n\n", 2),
             ("x = \"\"\"\\q\"\"\"", 1),
@@ -2165,6 +1544,11 @@ mount = "overlay"
             let (got, message) = syntax(text);
             assert_eq!(got, *line, "{text:?}: {message}");
         }
+        // TOML 1.1, as the peers' parser reads it: newlines and a trailing comma in inline
+        // tables, times without seconds, integers beyond 64 bits (for keys it ignores).
+        ok("x = { a = 1,\n b = 2, }");
+        ok("x = 07:32\ny = 1979-05-27T07:32Z");
+        ok("x = 340282366920938463463374607431768211455");
         // Up to two quotes may sit right before the closing delimiter.
         ok("x = \"\"\"\"\"\"\"\"");
         ok("x = ''");
@@ -2189,10 +1573,10 @@ mount = "overlay"
             text.starts_with("line 2: etc.mount = \"tmpfs\": expected one of"),
             "{text}"
         );
-        let error = parse("\n\n[[x]]").unwrap_err();
+        let error = parse("\n\nx = 1\nx = 2").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "line 3: arrays of tables ([[...]]) are not supported"
+            "line 4: duplicate key x: already defined on line 3 (as an integer)"
         );
     }
 
@@ -2224,11 +1608,10 @@ mount = "overlay"
 
     #[test]
     fn display_key_quotes_what_is_not_bare() {
-        let key =
-            |parts: &[&str]| display_key(&parts.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+        let key = |parts: &[&str]| display_key(parts.iter().copied());
         assert_eq!(key(&["etc", "mount"]), "etc.mount");
         assert_eq!(key(&["a b", ""]), "\"a b\".\"\"");
-        assert_eq!(key(&["q\"\\\n\u{1}"]), "\"q\\\"\\\\\\n\\u0001\"");
+        assert_eq!(key(&["q\"\\\n\u{1}"]), "\"q\\\"\\\\\\n\\u{1}\"");
     }
 
     // --- load -------------------------------------------------------------------------------------
@@ -2326,6 +1709,7 @@ mount = "overlay"
         "etc.'mount' = 'overlay'\nvar . transient = true\n[image]\ncheck-digest = false\n",
         "x = [1, [2, { a = \"b\" }], '''\nq''', \"\"\"\\\n r\"\"\"]\ny = 1979-05-27 07:32:00\n",
         "[a.b]\n[a]\nb.c = 1\n[[t]]\n\"\" = {}\n",
+        "x = { a.b = 1979-05-27T07:32:00Z, c = [0x1_f, 1e5, inf, \"\\x41\\e\"] }\n[[t.u]]\n",
     ];
 
     #[test]

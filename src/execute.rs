@@ -3,9 +3,9 @@
 //! Mounts start detached; a detached mount (and every mount attached beneath it) is freed
 //! by the kernel when its fd closes, so only what has been attached to the visible tree
 //! needs an explicit undo. Those undos are kept on a stack and run in reverse, and each
-//! carries what it undoes: the mount it attached (unmounted through its own fd, never "whatever
-//! is at that path now"), the directory it created (removed through its parent's fd), the
-//! superblock it made writable. A failed boot leaves `/sysroot` exactly as it was, with no
+//! carries what it undoes: the mount it attached (unmounted only while it is the mount on top
+//! at its path, never "whatever is at that path now"), the directory it created (removed
+//! through its parent's fd), the superblock it made writable. A failed boot leaves `/sysroot` exactly as it was, with no
 //! mount, staging or state directory or loop device behind; an undo that fails is reported.
 //!
 //! Propagation: every clone of the physical root is made private before it is attached. A
@@ -38,10 +38,10 @@ use crate::verity::{MeasureError, Measurement, measure};
 /// What execute needs that the plan only names: the opened repository, image and sysroot.
 #[derive(Debug)]
 pub struct Resources {
-    /// The repository.
-    pub repo: Repository,
-    /// The chosen image, opened.
-    pub image: ImageFile,
+    /// The repository (none with `--root-fs`).
+    pub repo: Option<Repository>,
+    /// The chosen image, opened (none with `--root-fs`).
+    pub image: Option<ImageFile>,
     /// The physical root, opened as a directory (`O_PATH`): the root of its mount.
     pub sysroot_fd: OwnedFd,
 }
@@ -270,7 +270,14 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<Report, Box<StepError>> {
             }));
         }
     }
-    // The staging directory is empty once every staged mount is gone.
+    // The state view is the last staged mount; the staging directory is empty once every
+    // staged mount is gone. (Leftovers here cost a directory in /run, not the boot.)
+    while run.has_staged() {
+        if let Err(e) = run.unstage() {
+            log::warn!("could not release a staged mount: {e}");
+            break;
+        }
+    }
     run.release_staging_dir();
     // Autoclear releases the loop device when the erofs superblock goes.
     run.loopdev = None;
@@ -357,7 +364,7 @@ impl Run<'_> {
                 self.undo.push(Undo::RestoreReadOnly);
                 Ok(())
             }
-            Step::OpenStateView { .. } => {
+            Step::OpenStateView { staging, .. } => {
                 let view = Mount::clone_tree(
                     self.res.sysroot_fd.as_fd(),
                     "",
@@ -370,6 +377,9 @@ impl Run<'_> {
                     ..MountAttributes::default()
                 };
                 view.set_attributes(attrs, true, "the state view")?;
+                if let Some(at) = staging {
+                    self.stage(&view, at)?;
+                }
                 self.state_view = Some(view);
                 Ok(())
             }
@@ -383,7 +393,14 @@ impl Run<'_> {
                 });
                 Ok(())
             }
-            Step::TransientRoot => self.transient_root(),
+            Step::CloneRootTree { path } => {
+                let tree = Mount::clone_of(CWD, &path_str(path)?, &path.display().to_string())?;
+                tree.set_readonly(&path.display().to_string())?;
+                self.root = Some(clone_handle(&tree)?);
+                self.composefs = Some(tree);
+                Ok(())
+            }
+            Step::TransientRoot { source } => self.transient_root(source),
             Step::MountPhysicalRoot { target } => {
                 let physical = self
                     .physical
@@ -403,8 +420,16 @@ impl Run<'_> {
                 device,
                 pcr,
                 event,
+                unverified_event,
                 required,
-            } => self.measure_image(device, *pcr, event, *required),
+            } => {
+                let event = crate::plan::measured_event(
+                    event,
+                    unverified_event,
+                    self.report.verity_require,
+                );
+                self.measure_image(device, *pcr, event, *required)
+            }
             Step::VolatileRootLink { link, target } => {
                 if let Some(parent) = link.parent() {
                     let _ = std::fs::create_dir_all(parent);
@@ -443,7 +468,7 @@ impl Run<'_> {
         mode: VerifyMode,
         max_size: u64,
     ) -> Result<(), ExecError> {
-        let size = self.res.image.size();
+        let size = self.image()?.size();
         if size > max_size {
             return Err(ExecError::TooLarge {
                 path: path.to_path_buf(),
@@ -451,7 +476,7 @@ impl Run<'_> {
                 max: max_size,
             });
         }
-        let measured = measure(self.res.image.as_fd()).map_err(|source| ExecError::Measure {
+        let measured = measure(self.image()?.as_fd()).map_err(|source| ExecError::Measure {
             path: path.to_path_buf(),
             source,
         })?;
@@ -465,7 +490,7 @@ impl Run<'_> {
             (Measurement::NoVerity, VerifyMode::KernelIfPresent) => Evidence::Unchecked,
             (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
                 let mut reader = ProgressReader {
-                    fd: self.res.image.as_fd(),
+                    fd: self.image()?.as_fd(),
                     offset: 0,
                     size,
                     next_report: PROGRESS_STEP,
@@ -534,11 +559,11 @@ impl Run<'_> {
     }
 
     fn erofs_from_file(&self) -> Result<Mount, ExecError> {
-        erofs_superblock(&proc_fd_path(self.res.image.as_fd()))
+        erofs_superblock(&proc_fd_path(self.image()?.as_fd()))
     }
 
     fn erofs_from_loop(&mut self) -> Result<Mount, ExecError> {
-        let dev = LoopDevice::attach(self.res.image.as_fd())?;
+        let dev = LoopDevice::attach(self.image()?.as_fd())?;
         log::info!("bound {} to the image", dev.path());
         let erofs = erofs_superblock(dev.path());
         // Held until the end: autoclear releases the device once the mount is gone.
@@ -548,7 +573,12 @@ impl Run<'_> {
     }
 
     fn mount_composefs(&mut self, source: &str, verity: OverlayVerity) -> Result<(), ExecError> {
-        let objects = self.res.repo.open_objects()?;
+        let objects = self
+            .res
+            .repo
+            .as_ref()
+            .ok_or_else(|| missing("repository"))?
+            .open_objects()?;
         let erofs = self.erofs.take().ok_or_else(|| missing("erofs mount"))?;
         let ctx = FsContext::new("overlay")?;
         ctx.set_string("source", source)?;
@@ -577,12 +607,12 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn transient_root(&mut self) -> Result<(), ExecError> {
+    fn transient_root(&mut self, source: &str) -> Result<(), ExecError> {
         let root = self.root.take().ok_or_else(|| missing("root mount"))?;
-        let overlay = self.transient_overlay(root.as_fd(), "root")?;
+        let overlay = self.transient_overlay(root.as_fd(), "root", source)?;
         if self.attach_first() {
-            // Stack the transient overlay over the composefs root already on the sysroot.
-            let target = self.plan.sysroot.clone();
+            // Stack the transient overlay over the composefs root already attached.
+            let target = self.plan.target.clone();
             overlay.attach(CWD, &path_str(&target)?, &target.display().to_string())?;
             let mount = clone_handle(&overlay)?;
             self.undo.push(Undo::Unmount { mount, at: target });
@@ -593,7 +623,12 @@ impl Run<'_> {
     }
 
     /// An overlay of `lower` with a fresh tmpfs as upper (changes are lost at reboot).
-    fn transient_overlay(&mut self, lower: BorrowedFd<'_>, what: &str) -> Result<Mount, ExecError> {
+    fn transient_overlay(
+        &mut self,
+        lower: BorrowedFd<'_>,
+        what: &str,
+        source: &str,
+    ) -> Result<Mount, ExecError> {
         let tmpfs = FsContext::new("tmpfs")?;
         tmpfs.set_string("mode", "0755")?;
         let tmpfs = tmpfs.mount(MountAttrFlags::empty())?;
@@ -604,7 +639,7 @@ impl Run<'_> {
         let upper = make_dir(tmpfs.as_fd(), "upper", 0o755)?;
         let work = make_dir(tmpfs.as_fd(), "work", 0o700)?;
         let ctx = FsContext::new("overlay")?;
-        ctx.set_string("source", &format!("transient-{what}"))?;
+        ctx.set_string("source", source)?;
         self.set_layers(
             &ctx,
             Layers {
@@ -648,7 +683,8 @@ impl Run<'_> {
             }
             StateMount::Transient => {
                 let lower = self.image_dir(name)?;
-                let m = self.transient_overlay(lower.as_fd(), name)?;
+                let m =
+                    self.transient_overlay(lower.as_fd(), name, &format!("transient-{name}"))?;
                 self.unstage_after_attach(m, name, target)?;
                 return Ok(());
             }
@@ -681,7 +717,7 @@ impl Run<'_> {
         )
         .map_err(|errno| ExecError::Io {
             what: "open the image's directory",
-            path: self.plan.sysroot.join(name),
+            path: self.plan.target.join(name),
             errno,
         })
     }
@@ -704,6 +740,11 @@ impl Run<'_> {
             });
         }
         Ok(())
+    }
+
+    /// The image file (absent with `--root-fs`, whose plan has no step that reads it).
+    fn image(&self) -> Result<&ImageFile, ExecError> {
+        self.res.image.as_ref().ok_or_else(|| missing("image"))
     }
 
     fn root(&self) -> Result<&Mount, ExecError> {
@@ -781,6 +822,15 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Whether a staged mount is still attached.
+    fn has_staged(&self) -> bool {
+        self.plan.staging.as_ref().is_some_and(|staging| {
+            self.undo.iter().any(
+                |u| matches!(u, Undo::Unmount { at, .. } if at.parent() == Some(staging.as_path())),
+            )
+        })
+    }
+
     /// Releases the most recent staged mount (and its directory), if any.
     fn unstage(&mut self) -> Result<(), ExecError> {
         let Some(staging) = &self.plan.staging else {
@@ -794,7 +844,7 @@ impl Run<'_> {
         let Undo::Unmount { mount, at } = self.undo.remove(pos) else {
             return Ok(());
         };
-        mount.unmount()?;
+        mount.unmount(&at)?;
         if let Some(dpos) = self
             .undo
             .iter()
@@ -810,11 +860,13 @@ impl Run<'_> {
     }
 
     fn release_staging_dir(&mut self) {
-        if let Some(staging) = &self.plan.staging
-            && let Some(pos) = self
-                .undo
-                .iter()
-                .position(|u| matches!(u, Undo::RemoveStagingDir(p) if p == staging))
+        let Some(staging) = &self.plan.staging else {
+            return;
+        };
+        if let Some(pos) = self
+            .undo
+            .iter()
+            .position(|u| matches!(u, Undo::RemoveStagingDir(p) if p == staging))
         {
             self.undo.remove(pos);
             if let Err(e) = rustix::fs::rmdir(staging) {
@@ -856,7 +908,7 @@ impl Run<'_> {
 
     fn undo_one(&self, undo: &Undo) -> Result<(), String> {
         match undo {
-            Undo::Unmount { mount, .. } => mount.unmount().map_err(|e| e.to_string()),
+            Undo::Unmount { mount, at } => mount.unmount(at).map_err(|e| e.to_string()),
             Undo::RemoveStagingDir(p) => rustix::fs::rmdir(p).map_err(errno_text),
             Undo::RemoveStateDir(d) => d.remove().map_err(errno_text),
             Undo::RemoveLink(p) => rustix::fs::unlink(p).map_err(errno_text),

@@ -7,7 +7,9 @@
 
 const MAX_DEPTH: usize = 32;
 
-/// The value of `key` in the top-level object, when it is a string.
+/// The value of `key` in the top-level object, when it is a string. A `key` given twice is an
+/// error (whatever its values), as it is for composefs-rs, which reads `meta.json` into a
+/// struct with serde.
 pub fn top_level_string(text: &str, key: &str) -> Result<Option<String>, String> {
     let mut p = Parser {
         bytes: text.as_bytes(),
@@ -16,6 +18,7 @@ pub fn top_level_string(text: &str, key: &str) -> Result<Option<String>, String>
     p.skip_ws();
     p.expect(b'{')?;
     let mut found = None;
+    let mut seen = false;
     p.skip_ws();
     if p.peek() == Some(b'}') {
         p.pos += 1;
@@ -26,6 +29,12 @@ pub fn top_level_string(text: &str, key: &str) -> Result<Option<String>, String>
             p.skip_ws();
             p.expect(b':')?;
             p.skip_ws();
+            if name == key {
+                if seen {
+                    return Err(p.error(&format!("duplicate key {key:?}")));
+                }
+                seen = true;
+            }
             if p.peek() == Some(b'"') {
                 let value = p.string()?;
                 if name == key {
@@ -171,15 +180,25 @@ impl Parser<'_> {
                     Some(b'r') => out.push('\r'),
                     Some(b't') => out.push('\t'),
                     Some(b'u') => {
-                        let hex = self
-                            .bytes
-                            .get(self.pos..self.pos + 4)
-                            .and_then(|h| std::str::from_utf8(h).ok())
-                            .and_then(|h| u32::from_str_radix(h, 16).ok())
-                            .ok_or_else(|| self.error("bad \\u escape"))?;
-                        self.pos += 4;
-                        // Surrogates are not needed for the keys we read: keep a marker.
-                        out.push(char::from_u32(hex).unwrap_or('\u{fffd}'));
+                        let unit = self.hex4()?;
+                        let c = match unit {
+                            // A UTF-16 surrogate pair: a high surrogate, then `\u` and a low one.
+                            0xD800..=0xDBFF => {
+                                if self.next() != Some(b'\\') || self.next() != Some(b'u') {
+                                    return Err(self.error("lone surrogate in \\u escape"));
+                                }
+                                let low = self.hex4()?;
+                                if !(0xDC00..=0xDFFF).contains(&low) {
+                                    return Err(self.error("lone surrogate in \\u escape"));
+                                }
+                                0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                            }
+                            0xDC00..=0xDFFF => {
+                                return Err(self.error("lone surrogate in \\u escape"));
+                            }
+                            _ => unit,
+                        };
+                        out.push(char::from_u32(c).ok_or_else(|| self.error("bad \\u escape"))?);
                     }
                     _ => return Err(self.error("bad escape")),
                 },
@@ -194,6 +213,61 @@ impl Parser<'_> {
                     out.push_str(&String::from_utf8_lossy(chunk));
                 }
             }
+        }
+    }
+
+    /// The four hex digits of a `\u` escape.
+    fn hex4(&mut self) -> Result<u32, String> {
+        let digits = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .ok_or_else(|| self.error("bad \\u escape"))?;
+        self.pos += 4;
+        Ok(digits
+            .iter()
+            .fold(0, |n, &d| n * 16 + char::from(d).to_digit(16).unwrap_or(0)))
+    }
+
+    /// A number as JSON writes it (RFC 8259: `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?`)
+    /// that a double can hold (as serde_json, a number that overflows is refused).
+    fn number(&mut self) -> Result<(), String> {
+        let start = self.pos;
+        let digits = |p: &mut Self| {
+            let from = p.pos;
+            while matches!(p.peek(), Some(b'0'..=b'9')) {
+                p.pos += 1;
+            }
+            p.pos - from
+        };
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        let int_start = self.pos;
+        let int = digits(self);
+        if int == 0 || (int > 1 && self.bytes.get(int_start) == Some(&b'0')) {
+            return Err(self.error("bad number"));
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if digits(self) == 0 {
+                return Err(self.error("bad number"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if digits(self) == 0 {
+                return Err(self.error("bad number"));
+            }
+        }
+        let text =
+            std::str::from_utf8(self.bytes.get(start..self.pos).unwrap_or(&[])).unwrap_or("");
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(()),
+            _ => Err(self.error("number out of range")),
         }
     }
 
@@ -245,20 +319,7 @@ impl Parser<'_> {
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.pos;
-                while matches!(
-                    self.peek(),
-                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                ) {
-                    self.pos += 1;
-                }
-                let text = std::str::from_utf8(self.bytes.get(start..self.pos).unwrap_or(&[]))
-                    .unwrap_or("");
-                text.parse::<f64>()
-                    .map(drop)
-                    .map_err(|_| self.error("bad number"))
-            }
+            Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(self.error("expected a value")),
         }
     }
@@ -366,6 +427,27 @@ mod tests {
         assert_eq!(top_level_string(doc, "algorithm"), Ok(Some("xA\n".into())));
         assert_eq!(top_level_string(doc, "missing"), Ok(None));
         assert_eq!(top_level_string("{}", "a"), Ok(None));
+        // A surrogate pair is one character.
+        assert_eq!(
+            top_level_string(r#"{"a":"\ud83d\ude00"}"#, "a"),
+            Ok(Some("\u{1F600}".into()))
+        );
+        for number in [
+            "0",
+            "-0",
+            "10",
+            "-1.5",
+            "0.25e-3",
+            "1E+9",
+            "123456789012345678901234567890",
+        ] {
+            let doc = format!(r#"{{"n":{number},"a":"b"}}"#);
+            assert_eq!(
+                top_level_string(&doc, "a"),
+                Ok(Some("b".into())),
+                "{number}"
+            );
+        }
     }
 
     #[test]
@@ -381,7 +463,22 @@ mod tests {
             r#"{"a":tru}"#,
             r#"{"a":"\q"}"#,
             r#"{"a":"\u12"}"#,
+            r#"{"a":"\u+123"}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"a":"\udc00"}"#,
             r#"{"a":--}"#,
+            r#"{"a":01}"#,
+            r#"{"a":-01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":1.e5}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":1e+}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e400}"#,
+            r#"{"a":"x","a":"y"}"#,
+            r#"{"a":"x","b":1,"a":[]}"#,
         ] {
             assert!(top_level_string(bad, "a").is_err(), "{bad:?} accepted");
         }

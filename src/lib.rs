@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod cmdline;
 pub mod config;
 pub mod digest;
@@ -51,7 +52,7 @@ pub mod exit {
 }
 
 /// What the command line of the binary asks for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// The physical root (`/sysroot`).
     pub sysroot: PathBuf,
@@ -59,6 +60,10 @@ pub struct Options {
     pub config: PathBuf,
     /// The kernel command line, if given (else `/proc/cmdline` is read).
     pub cmdline: Option<String>,
+    /// `--target`: where the new root goes, instead of over the sysroot (which is left alone).
+    pub target: Option<PathBuf>,
+    /// `--root-fs`: a tree to use as the root instead of the composefs image.
+    pub root_fs: Option<PathBuf>,
     /// Print the plan, mount nothing.
     pub dry_run: bool,
     /// Where the status record is written.
@@ -105,6 +110,18 @@ pub enum RunError {
         "cannot probe the kernel's mount features: {0} (cfs-setup-root must run as root, with CAP_SYS_ADMIN)"
     )]
     Probe(std::io::Error),
+    /// `--target` already has a root mounted on it.
+    #[error(
+        "{} already has {mounted} mounted on it (a soft reboot staged earlier?): `systemctl soft-reboot` switches to it, `umount -R {}` drops it; then stage again",
+        target.display(),
+        target.display()
+    )]
+    TargetBusy {
+        /// The target.
+        target: PathBuf,
+        /// What is mounted there.
+        mounted: String,
+    },
     /// A step failed (and was undone).
     #[error("{0}")]
     Step(#[from] Box<execute::StepError>),
@@ -128,7 +145,7 @@ impl RunError {
             RunError::Cmdline { .. } | RunError::Config { .. } => exit::USAGE,
             RunError::NoUsableImage(_) | RunError::Repository(_) => exit::NO_IMAGE,
             RunError::Refused(_) => exit::REFUSED,
-            RunError::Feature(_) | RunError::Probe(_) => exit::MOUNT,
+            RunError::Feature(_) | RunError::Probe(_) | RunError::TargetBusy { .. } => exit::MOUNT,
             RunError::Step(e) if e.cause.is_refusal() => exit::REFUSED,
             RunError::Step(e) if matches!(e.cause, execute::ExecError::Tpm(_)) => exit::TPM,
             RunError::Step(_) => exit::MOUNT,
@@ -190,44 +207,24 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         return Err(RunError::NoUsableImage(malformed()));
     }
 
-    let repo = repo::Repository::open(&opts.sysroot).map_err(RunError::Repository)?;
-    match repo.algorithm() {
-        Some(a) => ::log::info!("repository {} uses fsverity-{a}-12", repo.path().display()),
-        None => ::log::info!(
-            "repository {} has no meta.json: taking the algorithm from the argument",
-            repo.path().display()
-        ),
-    }
-    let plan::Chosen {
-        index,
-        found: image,
-        skipped,
-    } = match plan::choose_image(&kargs.selectors, repo.algorithm(), |d| {
-        match repo.open_image(d) {
-            repo::ImageLookup::Found(image) => plan::Lookup::Found(image),
-            repo::ImageLookup::Absent => plan::Lookup::Absent,
-            repo::ImageLookup::Unusable(e) => plan::Lookup::Unusable(e.to_string()),
-            repo::ImageLookup::Escapes(e) => plan::Lookup::Refused(e),
+    // `--root-fs`: the tree stands in for the image, and the first composefs argument names
+    // the deployment (the peer's meaning); no repository is opened.
+    let (repo, image, index, skipped) = match &opts.root_fs {
+        Some(tree) => {
+            ::log::info!(
+                "booting the tree {} ({}, --root-fs)",
+                tree.display(),
+                kargs.selectors[0].arg
+            );
+            (None, None, 0, Vec::new())
         }
-    }) {
-        Ok(chosen) => chosen,
-        Err(plan::ChooseError::NoneUsable(mut skipped)) => {
-            skipped.extend(malformed());
-            return Err(RunError::NoUsableImage(skipped));
+        None => {
+            let (repo, image, index, skipped) =
+                open_chosen_image(opts, &kargs.selectors, malformed)?;
+            (Some(repo), Some(image), index, skipped)
         }
-        Err(plan::ChooseError::Refused(e)) => return Err(RunError::Refused(e)),
     };
-    for (arg, why) in &skipped {
-        ::log::info!("skipping {arg}: {why}");
-    }
     let selector = &kargs.selectors[index];
-    ::log::info!(
-        "booting {} ({}, {} bytes){}",
-        image.path().display(),
-        selector.arg,
-        image.size(),
-        if selector.insecure { ", insecure" } else { "" }
-    );
 
     let features = match features::probe() {
         Ok(f) => f,
@@ -249,11 +246,20 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     };
     let physical = physroot::survey(sysroot_fd.as_fd());
     ::log::info!("physical root {}: {physical}", opts.sysroot.display());
+    let target = opts.target.as_deref().unwrap_or(&opts.sysroot);
     let inputs = plan::Inputs {
         sysroot: &opts.sysroot,
+        target,
+        root_fs: opts.root_fs.as_deref(),
         selector,
-        image_path: image.path().to_path_buf(),
-        objects_path: repo.path().join("objects"),
+        image_path: image
+            .as_ref()
+            .map(|i| i.path().to_path_buf())
+            .unwrap_or_default(),
+        objects_path: repo
+            .as_ref()
+            .map(|r| r.path().join("objects"))
+            .unwrap_or_default(),
         config: &config,
         strategy,
         etc_state,
@@ -268,8 +274,14 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         return Ok(Outcome::DryRun(plan));
     }
     ::log::info!("plan: {} steps, {}", plan.steps.len(), plan.strategy);
-    let image_path = image.path().to_path_buf();
-    let image_size = image.size();
+    if let Some(target) = &opts.target {
+        target_is_free(target)?;
+    }
+    let (image_path, image_size) = match (&image, &opts.root_fs) {
+        (Some(image), _) => (image.path().to_path_buf(), image.size()),
+        (None, Some(tree)) => (tree.clone(), 0),
+        (None, None) => (PathBuf::new(), 0),
+    };
     let resources = execute::Resources {
         repo,
         image,
@@ -277,20 +289,26 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     };
     let survey_usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let report = execute::execute(&plan, resources)?;
+    // A staged soft reboot: the record becomes the staged root's, the running root's is
+    // kept beside it (`/run` survives the soft reboot, so afterwards the record is right).
+    let (setup, previous) = match &opts.target {
+        Some(_) => (
+            status::Setup::SoftReboot,
+            Some(opts.status_path.with_file_name("previous.json")),
+        ),
+        None => (status::Setup::Boot, None),
+    };
     let facts = status::Facts {
-        setup: status::Setup::Boot,
+        setup,
         selector,
         image_path: &image_path,
         image_size,
-        skipped: skipped
-            .iter()
-            .map(|(arg, why)| (arg.clone(), why.to_string()))
-            .collect(),
+        skipped,
         tpm_policy: config.tpm_measure,
         survey_usec,
     };
     let record = status::build(&plan, &report, &facts);
-    match record.write(&opts.status_path, None) {
+    match record.write(&opts.status_path, previous.as_deref()) {
         Ok(()) => ::log::info!("status record: {}", opts.status_path.display()),
         Err(e) => ::log::warn!(
             "could not write the status record {}: {e}",
@@ -299,13 +317,84 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     }
     ::log::info!(
         "done: {} is the composefs root {}, ready for switch_root",
-        opts.sysroot.display(),
+        target.display(),
         plan.digest
     );
     Ok(Outcome::Done(plan))
 }
 
+/// The repository, the chosen image, its selector's index, and the selectors passed over
+/// (argument, reason).
+type ChosenImage = (
+    repo::Repository,
+    repo::ImageFile,
+    usize,
+    Vec<(String, String)>,
+);
+
+/// Opens the repository and the image of the first selector it has.
+fn open_chosen_image(
+    opts: &Options,
+    selectors: &[cmdline::ImageSelector],
+    malformed: impl Fn() -> Vec<(String, SkipReason)>,
+) -> Result<ChosenImage, RunError> {
+    let repo = repo::Repository::open(&opts.sysroot).map_err(RunError::Repository)?;
+    match repo.algorithm() {
+        Some(a) => ::log::info!("repository {} uses fsverity-{a}-12", repo.path().display()),
+        None => ::log::info!(
+            "repository {} has no meta.json: taking the algorithm from the argument",
+            repo.path().display()
+        ),
+    }
+    let plan::Chosen {
+        index,
+        found: image,
+        skipped,
+    } = match plan::choose_image(selectors, repo.algorithm(), |d| match repo.open_image(d) {
+        repo::ImageLookup::Found(image) => plan::Lookup::Found(image),
+        repo::ImageLookup::Absent => plan::Lookup::Absent,
+        repo::ImageLookup::Unusable(e) => plan::Lookup::Unusable(e.to_string()),
+        repo::ImageLookup::Escapes(e) => plan::Lookup::Refused(e),
+    }) {
+        Ok(chosen) => chosen,
+        Err(plan::ChooseError::NoneUsable(mut skipped)) => {
+            skipped.extend(malformed());
+            return Err(RunError::NoUsableImage(skipped));
+        }
+        Err(plan::ChooseError::Refused(e)) => return Err(RunError::Refused(e)),
+    };
+    for (arg, why) in &skipped {
+        ::log::info!("skipping {arg}: {why}");
+    }
+    let selector = &selectors[index];
+    ::log::info!(
+        "booting {} ({}, {} bytes){}",
+        image.path().display(),
+        selector.arg,
+        image.size(),
+        if selector.insecure { ", insecure" } else { "" }
+    );
+    let skipped = skipped
+        .iter()
+        .map(|(arg, why)| (arg.clone(), why.to_string()))
+        .collect();
+    Ok((repo, image, index, skipped))
+}
+
 use std::os::fd::AsFd;
+
+/// `--target`: refuses a directory that already has a root mounted on it (an earlier staging
+/// not yet switched to), rather than stacking a second root over it.
+fn target_is_free(target: &Path) -> Result<(), RunError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    match status::source_at(&info, target) {
+        Some(mounted) => Err(RunError::TargetBusy {
+            target: target.to_path_buf(),
+            mounted,
+        }),
+        None => Ok(()),
+    }
+}
 
 /// `/dev/gpt-auto-root` exists: the physical root's device numbers, for
 /// `/run/systemd/volatile-root` (systemd#35017).

@@ -14,6 +14,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use rustix::fs::{AtFlags, CWD, StatxFlags};
 use rustix::io::Errno;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, FsPickFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
@@ -33,6 +34,24 @@ pub enum MountError {
         /// Messages from the filesystem context's log, if any.
         kernel: Vec<String>,
     },
+    /// Another mount covers ours: unmounting by path would take that one instead.
+    #[error(
+        "{} is covered by another mount (id {top}) stacked on ours (id {ours}) since: left in place",
+        at.display()
+    )]
+    Covered {
+        /// The mount point.
+        at: std::path::PathBuf,
+        /// Our mount's id.
+        ours: u64,
+        /// The id of the mount on top.
+        top: u64,
+    },
+}
+
+/// The mount id (`STATX_MNT_ID`) of the mount `path` resolves to from `dir`.
+fn mount_id<P: rustix::path::Arg>(dir: impl AsFd, path: P, flags: AtFlags) -> Result<u64, Errno> {
+    rustix::fs::statx(dir, path, flags, StatxFlags::MNT_ID).map(|st| st.stx_mnt_id)
 }
 
 impl MountError {
@@ -40,6 +59,7 @@ impl MountError {
     pub fn errno(&self) -> Errno {
         match self {
             MountError::Syscall { errno, .. } => *errno,
+            MountError::Covered { .. } => Errno::BUSY,
         }
     }
 
@@ -207,12 +227,24 @@ impl Mount {
         })
     }
 
-    /// Unmounts this very mount (`umount2("/proc/self/fd/N", MNT_DETACH)`): the path names
-    /// the mount the fd holds, whatever else is stacked on the same mount point since.
-    pub fn unmount(&self) -> Result<(), MountError> {
-        let path = self.proc_path();
-        rustix::mount::unmount(path.as_str(), UnmountFlags::DETACH)
-            .map_err(|e| MountError::syscall(format!("unmount of the mount at {path}"), e))
+    /// Unmounts this mount, attached at `at` (`umount2(at, MNT_DETACH)`), only if it is the
+    /// mount on top there: a path names the top of a stack of mounts (even
+    /// `/proc/self/fd/N` of a covered mount does), so whatever someone else stacked on ours
+    /// since is left alone and reported instead of being unmounted in its place.
+    pub fn unmount(&self, at: &Path) -> Result<(), MountError> {
+        let what = || format!("unmount {}", at.display());
+        let ours = mount_id(self.fd.as_fd(), "", AtFlags::EMPTY_PATH)
+            .map_err(|e| MountError::syscall(what(), e))?;
+        let top =
+            mount_id(CWD, at, AtFlags::empty()).map_err(|e| MountError::syscall(what(), e))?;
+        if ours != top {
+            return Err(MountError::Covered {
+                at: at.to_path_buf(),
+                ours,
+                top,
+            });
+        }
+        rustix::mount::unmount(at, UnmountFlags::DETACH).map_err(|e| MountError::syscall(what(), e))
     }
 
     /// A second fd naming the same mount (one `dup`: the mount itself is not copied).

@@ -76,6 +76,11 @@ pub enum Step {
         /// is built.
         staging: Option<PathBuf>,
     },
+    /// `--root-fs`: a read-only clone of a directory tree stands in for the composefs image.
+    CloneRootTree {
+        /// The tree.
+        path: PathBuf,
+    },
     /// Create the composefs overlay: erofs below, `objects/` as data-only layer, read-only.
     MountComposefs {
         /// The overlay's `source`: `composefs:<hex>`.
@@ -104,6 +109,9 @@ pub enum Step {
     OpenStateView {
         /// The physical root.
         sysroot: PathBuf,
+        /// Attach-first paths: where it is attached while the state is mounted (kernels
+        /// before 6.15 take overlay layers and bind sources from attached mounts only).
+        staging: Option<PathBuf>,
     },
     /// Attach the new root onto the sysroot mount point (stacked over the physical root).
     AttachRoot {
@@ -111,7 +119,10 @@ pub enum Step {
         target: PathBuf,
     },
     /// A tmpfs-upper overlay over the composefs root.
-    TransientRoot,
+    TransientRoot {
+        /// The overlay's `source`: `transient:composefs=<hex>`, which bootc reads back.
+        source: String,
+    },
     /// Attach the physical root's clone at `<new root>/sysroot`.
     MountPhysicalRoot {
         /// Final path, for messages.
@@ -143,6 +154,10 @@ pub enum Step {
         pcr: u32,
         /// The measured string, `composefs:<hex>`.
         event: String,
+        /// Insecure selectors: what is measured instead when the root did not get
+        /// `verity=require` (`composefs-insecure:<hex>`): an image whose objects the kernel
+        /// does not check must not share the verified image's PCR value.
+        unverified_event: Option<String>,
         /// `[tpm] measure = "required"`: no TPM or a TPM error refuses the boot.
         required: bool,
     },
@@ -158,8 +173,10 @@ pub enum Step {
 /// A complete plan: the image chosen, the mount path, and the steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The sysroot being set up.
+    /// The physical root.
     pub sysroot: PathBuf,
+    /// Where the new root is attached: the sysroot, or `--target`.
+    pub target: PathBuf,
     /// The image's digest.
     pub digest: Digest,
     /// The mount path.
@@ -178,6 +195,10 @@ pub struct Plan {
 pub struct Inputs<'a> {
     /// The physical root, e.g. `/sysroot`.
     pub sysroot: &'a Path,
+    /// Where the new root goes: the sysroot (over the physical root), or `--target`.
+    pub target: &'a Path,
+    /// `--root-fs`: a tree used as the root instead of the image.
+    pub root_fs: Option<&'a Path>,
     /// The chosen selector.
     pub selector: &'a ImageSelector,
     /// The image path, for messages.
@@ -210,51 +231,43 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let attach_first = inputs.strategy.assembly != Assembly::Detached;
     let staging = attach_first.then(|| inputs.staging.clone());
     let deploy = Path::new(DEPLOY_DIR).join(&hex);
-    let in_root = |rel: &str| inputs.sysroot.join(rel);
+    let in_root = |rel: &str| inputs.target.join(rel);
     let mut steps = Vec::new();
     let mut warnings = Vec::new();
 
-    let mode = match (inputs.selector.insecure, cfg.check_digest) {
-        (false, _) => VerifyMode::KernelRequired,
-        (true, true) => VerifyMode::KernelOrComputed,
-        (true, false) => VerifyMode::KernelIfPresent,
-    };
-    steps.push(Step::VerifyImage {
-        path: inputs.image_path.clone(),
-        expected: digest,
-        mode,
-        max_size: cfg.max_image_size,
-    });
-    steps.push(Step::MountErofs {
-        backing: inputs.strategy.erofs,
-        staging: staging.as_ref().map(|s| s.join("erofs")),
-    });
-    steps.push(Step::MountComposefs {
-        source: format!("composefs:{hex}"),
-        verity: if inputs.selector.insecure {
-            OverlayVerity::IfImageHasVerity
-        } else {
-            OverlayVerity::Require
-        },
-        objects: inputs.objects_path.clone(),
-    });
+    if let Some(tree) = inputs.root_fs {
+        steps.push(Step::CloneRootTree {
+            path: tree.to_path_buf(),
+        });
+    } else {
+        let mode = match (inputs.selector.insecure, cfg.check_digest) {
+            (false, _) => VerifyMode::KernelRequired,
+            (true, true) => VerifyMode::KernelOrComputed,
+            (true, false) => VerifyMode::KernelIfPresent,
+        };
+        steps.push(Step::VerifyImage {
+            path: inputs.image_path.clone(),
+            expected: digest,
+            mode,
+            max_size: cfg.max_image_size,
+        });
+        steps.push(Step::MountErofs {
+            backing: inputs.strategy.erofs,
+            staging: staging.as_ref().map(|s| s.join("erofs")),
+        });
+        steps.push(Step::MountComposefs {
+            source: format!("composefs:{hex}"),
+            verity: if inputs.selector.insecure {
+                OverlayVerity::IfImageHasVerity
+            } else {
+                OverlayVerity::Require
+            },
+            objects: inputs.objects_path.clone(),
+        });
+    }
     steps.push(Step::ClonePhysicalRoot {
         sysroot: inputs.sysroot.to_path_buf(),
         readonly: cfg.sysroot_readonly,
-    });
-    // Attach-first paths put the root in place now and mount beneath it by path; the
-    // detached path builds the whole tree first and attaches it last, in one move.
-    let attach = Step::AttachRoot {
-        target: inputs.sysroot.to_path_buf(),
-    };
-    if attach_first {
-        steps.push(attach.clone());
-    }
-    if cfg.root_transient {
-        steps.push(Step::TransientRoot);
-    }
-    steps.push(Step::MountPhysicalRoot {
-        target: in_root("sysroot"),
     });
 
     let mut etc = match cfg.etc {
@@ -288,11 +301,31 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                     sysroot: inputs.sysroot.to_path_buf(),
                 });
             }
+            // Cloned, like the physical root above, before anything of ours is stacked on
+            // the sysroot: a recursive clone would carry it along.
             steps.push(Step::OpenStateView {
                 sysroot: inputs.sysroot.to_path_buf(),
+                staging: staging.as_ref().map(|s| s.join("state")),
             });
         }
     }
+
+    // Attach-first paths put the root in place now and mount beneath it by path; the
+    // detached path builds the whole tree first and attaches it last, in one move.
+    let attach = Step::AttachRoot {
+        target: inputs.target.to_path_buf(),
+    };
+    if attach_first {
+        steps.push(attach.clone());
+    }
+    if cfg.root_transient {
+        steps.push(Step::TransientRoot {
+            source: format!("transient:composefs={hex}"),
+        });
+    }
+    steps.push(Step::MountPhysicalRoot {
+        target: in_root("sysroot"),
+    });
     state_steps(&mut steps, "etc", etc, &deploy, in_root("etc"));
     state_steps(&mut steps, "var", var, &deploy, in_root("var"));
     if !attach_first {
@@ -304,16 +337,28 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             target: format!("/dev/block/{major}:{minor}"),
         });
     }
-    if cfg.tpm_measure != TpmMeasure::Off {
+    if cfg.tpm_measure != TpmMeasure::Off && inputs.root_fs.is_some() {
+        // The tree is not the image: measuring the image's name would lie.
+        warnings.push(format!(
+            "--root-fs: nothing is measured into TPM PCR {} ([tpm] measure = \"{}\"): the tree is not the image composefs:{hex}",
+            crate::tpm::IMAGE_PCR,
+            cfg.tpm_measure
+        ));
+    } else if cfg.tpm_measure != TpmMeasure::Off {
         steps.push(Step::MeasureImage {
             device: inputs.tpm_device.clone(),
             pcr: crate::tpm::IMAGE_PCR,
             event: format!("composefs:{hex}"),
+            unverified_event: inputs
+                .selector
+                .insecure
+                .then(|| format!("composefs-insecure:{hex}")),
             required: cfg.tpm_measure == TpmMeasure::Required,
         });
     }
     Plan {
         sysroot: inputs.sysroot.to_path_buf(),
+        target: inputs.target.to_path_buf(),
         digest,
         strategy: inputs.strategy,
         staging,
@@ -362,6 +407,19 @@ fn state_steps(
 /// A path relative to the state directory, as the admin sees it (`state/deploy/...`).
 fn state_path(rel: &Path) -> String {
     Path::new(STATE_DIR).join(rel).display().to_string()
+}
+
+/// The string a [`Step::MeasureImage`] extends the PCR with: what the kernel enforces decides
+/// the identity measured (an insecure root without `verity=require` gets its own name).
+pub fn measured_event<'a>(
+    event: &'a str,
+    unverified_event: &'a Option<String>,
+    verity_require: bool,
+) -> &'a str {
+    match unverified_event {
+        Some(other) if !verity_require => other,
+        _ => event,
+    }
 }
 
 /// Why the command line named no image we can boot.
@@ -439,9 +497,7 @@ pub fn choose_image<T, E>(
 ) -> Result<Chosen<T>, ChooseError<E>> {
     let mut skipped = Vec::new();
     for (index, sel) in selectors.iter().enumerate() {
-        if let Some(repo_alg) = repository
-            && sel.digest.algorithm() != repo_alg
-        {
+        if let Some(repo_alg) = repository.filter(|&a| a != sel.digest.algorithm()) {
             skipped.push((
                 sel.arg.clone(),
                 SkipReason::OtherAlgorithm {
@@ -481,7 +537,8 @@ impl Step {
             Step::RemountPhysicalRootWritable { .. } => "remount-physical-root-rw",
             Step::OpenStateView { .. } => "open-state-view",
             Step::AttachRoot { .. } => "attach-root",
-            Step::TransientRoot => "transient-root",
+            Step::CloneRootTree { .. } => "clone-root-tree",
+            Step::TransientRoot { .. } => "transient-root",
             Step::MountPhysicalRoot { .. } => "mount-physical-root",
             Step::CreateStateDir { .. } => "create-state-dir",
             Step::MountState { name: "etc", .. } => "mount-etc",
@@ -557,17 +614,29 @@ impl fmt::Display for Step {
                 "remount the physical root's filesystem {} read-write (it is read-only: `ro`), for the state",
                 sysroot.display()
             ),
-            Step::OpenStateView { sysroot } => write!(
-                f,
-                "open a writable, private view of {} for the state directories",
-                sysroot.display()
-            ),
+            Step::OpenStateView { sysroot, staging } => {
+                write!(
+                    f,
+                    "open a writable, private view of {} for the state directories",
+                    sysroot.display()
+                )?;
+                if let Some(s) = staging {
+                    write!(f, ", staged at {}", s.display())?;
+                }
+                Ok(())
+            }
             Step::AttachRoot { target } => {
                 write!(f, "attach the new root on {}", target.display())
             }
-            Step::TransientRoot => {
-                f.write_str("mount a transient overlay over the root (tmpfs upper, lost at reboot)")
-            }
+            Step::CloneRootTree { path } => write!(
+                f,
+                "clone the tree {} read-only as the root (--root-fs: no image, nothing verified)",
+                path.display()
+            ),
+            Step::TransientRoot { source } => write!(
+                f,
+                "mount a transient overlay {source} over the root (tmpfs upper, lost at reboot)"
+            ),
             Step::MountPhysicalRoot { target } => {
                 write!(f, "mount the physical root at {}", target.display())
             }
@@ -600,10 +669,15 @@ impl fmt::Display for Step {
                 device,
                 pcr,
                 event,
+                unverified_event,
                 required,
             } => write!(
                 f,
-                "measure {event} into TPM PCR {pcr} through {}, every bank, and log it ({})",
+                "measure {event}{} into TPM PCR {pcr} through {}, every bank, and log it ({})",
+                match unverified_event {
+                    Some(other) => format!(" ({other} if the root lacks verity=require)"),
+                    None => String::new(),
+                },
                 device.display(),
                 if *required {
                     "required: no TPM or a TPM error refuses the boot"
@@ -617,10 +691,13 @@ impl fmt::Display for Step {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plan for {}", self.sysroot.display())?;
+        if self.target != self.sysroot {
+            write!(f, " at {}", self.target.display())?;
+        }
         writeln!(
             f,
-            "plan for {}: image {}:{}, {}",
-            self.sysroot.display(),
+            ": image {}:{}, {}",
             self.digest.algorithm(),
             self.digest,
             self.strategy
@@ -659,6 +736,8 @@ mod tests {
     ) -> String {
         let mut inputs = Inputs {
             sysroot: Path::new("/sysroot"),
+            target: Path::new("/sysroot"),
+            root_fs: None,
             selector: sel,
             image_path: PathBuf::from(format!("/sysroot/composefs/images/{HEX}")),
             objects_path: PathBuf::from("/sysroot/composefs/objects"),
@@ -690,8 +769,8 @@ step 1: verify image /sysroot/composefs/images/H: at most 1073741824 bytes, dige
 step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files)
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require
 step 4: clone the physical root /sysroot with the mounts beneath it (read-only, private)
-step 5: mount the physical root at /sysroot/sysroot
-step 6: open a writable, private view of /sysroot for the state directories
+step 5: open a writable, private view of /sysroot for the state directories
+step 6: mount the physical root at /sysroot/sysroot
 step 7: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
 step 8: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
 step 9: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
@@ -724,17 +803,17 @@ step 1: verify image /sysroot/composefs/images/H: at most 1073741824 bytes, dige
 step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
 step 4: clone the physical root /sysroot with the mounts beneath it (writable, private)
-step 5: attach the new root on /sysroot
-step 6: mount a transient overlay over the root (tmpfs upper, lost at reboot)
-step 7: mount the physical root at /sysroot/sysroot
-step 8: open a writable, private view of /sysroot for the state directories
+step 5: open a writable, private view of /sysroot for the state directories, staged at /run/cfs-setup-root.1/state
+step 6: attach the new root on /sysroot
+step 7: mount a transient overlay transient:composefs=H over the root (tmpfs upper, lost at reboot)
+step 8: mount the physical root at /sysroot/sysroot
 step 9: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
 step 10: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
 step 11: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
 step 12: ensure state directory state/deploy/H/var exists (mode 0755 if created)
 step 13: mount /var on /sysroot/var: bind of state/deploy/H/var
 step 14: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
-step 15: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
+step 15: measure composefs:H (composefs-insecure:H if the root lacks verity=require) into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
 ";
         assert_eq!(got, want);
     }
@@ -761,14 +840,82 @@ step 1: verify image /sysroot/composefs/images/H: at most 1073741824 bytes, dige
 step 2: mount erofs read-only from the image file (a read-only loop device if the kernel cannot mount files), staged at /run/cfs-setup-root.1/erofs
 step 3: mount overlay composefs:H read-only: erofs lower, data-only layer /sysroot/composefs/objects, metacopy=on, redirect_dir=on, verity=require if the image has fs-verity
 step 4: clone the physical root /sysroot with the mounts beneath it (read-only, private)
-step 5: attach the new root on /sysroot
-step 6: mount the physical root at /sysroot/sysroot
-step 7: open a writable, private view of /sysroot for the state directories
+step 5: open a writable, private view of /sysroot for the state directories, staged at /run/cfs-setup-root.1/state
+step 6: attach the new root on /sysroot
+step 7: mount the physical root at /sysroot/sysroot
 step 8: ensure state directory state/deploy/H/etc exists (mode 0755 if created)
 step 9: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
-step 10: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (required: no TPM or a TPM error refuses the boot)
+step 10: measure composefs:H (composefs-insecure:H if the root lacks verity=require) into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (required: no TPM or a TPM error refuses the boot)
 ";
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn golden_target_and_root_fs_on_6_12() {
+        // --target: the same plan with another destination; --root-fs: a tree for the image.
+        let k = KernelFeatures {
+            detached_trees: false,
+            fd_layers: false,
+            ..KernelFeatures::ALL
+        };
+        let config = Config {
+            root_transient: true,
+            ..Config::default()
+        };
+        let got = render(&selector(false), &config, k, EtcState::OverlayDirs, |i| {
+            i.target = Path::new("/run/next");
+            i.root_fs = Some(Path::new("/srv/tree"));
+        });
+        let want = "\
+plan for /sysroot at /run/next: image sha256:H, attach-first assembly, file-backed erofs (loop device fallback), layers as paths
+warning: --root-fs: nothing is measured into TPM PCR 15 ([tpm] measure = \"auto\"): the tree is not the image composefs:H
+step 1: clone the tree /srv/tree read-only as the root (--root-fs: no image, nothing verified)
+step 2: clone the physical root /sysroot with the mounts beneath it (read-only, private)
+step 3: open a writable, private view of /sysroot for the state directories, staged at /run/cfs-setup-root.1/state
+step 4: attach the new root on /run/next
+step 5: mount a transient overlay transient:composefs=H over the root (tmpfs upper, lost at reboot)
+step 6: mount the physical root at /run/next/sysroot
+step 7: ensure state directory state/deploy/H/etc/upper exists (mode 0755 if created)
+step 8: ensure state directory state/deploy/H/etc/work exists (mode 0700 if created)
+step 9: mount /etc on /run/next/etc: overlay of the image's /etc, upper state/deploy/H/etc/upper, work state/deploy/H/etc/work
+step 10: ensure state directory state/deploy/H/var exists (mode 0755 if created)
+step 11: mount /var on /run/next/var: bind of state/deploy/H/var
+";
+        assert_eq!(got, want);
+        // Detached: the whole tree is built first and attached at the target last.
+        let got = render(
+            &selector(false),
+            &Config::default(),
+            KernelFeatures::ALL,
+            EtcState::OverlayDirs,
+            |i| i.target = Path::new("/run/next"),
+        );
+        let last: Vec<&str> = got.lines().rev().take(2).collect();
+        assert!(
+            last[1].ends_with(": attach the new root on /run/next"),
+            "{got}"
+        );
+        // A staged root is measured like a booted one (the soft reboot resets no PCR).
+        assert!(
+            last[0].contains("measure composefs:H into TPM PCR 15"),
+            "{got}"
+        );
+        assert!(!got.contains("on /sysroot"), "{got}");
+    }
+
+    #[test]
+    fn insecure_roots_without_verity_are_measured_as_such() {
+        let secure = None;
+        let insecure = Some("composefs-insecure:H".to_string());
+        assert_eq!(measured_event("composefs:H", &secure, true), "composefs:H");
+        assert_eq!(
+            measured_event("composefs:H", &insecure, true),
+            "composefs:H"
+        );
+        assert_eq!(
+            measured_event("composefs:H", &insecure, false),
+            "composefs-insecure:H"
+        );
     }
 
     #[test]

@@ -328,7 +328,7 @@ pub fn build(plan: &Plan, report: &Report, facts: &Facts<'_>) -> Status {
             }
             Step::ClonePhysicalRoot { readonly: ro, .. } => readonly = *ro,
             Step::MountPhysicalRoot { target } => physical_root = target.display().to_string(),
-            Step::TransientRoot => transient_root = true,
+            Step::TransientRoot { .. } => transient_root = true,
             _ => {}
         }
     }
@@ -373,7 +373,7 @@ pub fn build(plan: &Plan, report: &Report, facts: &Facts<'_>) -> Status {
     Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         setup: facts.setup,
-        root: plan.sysroot.clone(),
+        root: plan.target.clone(),
         digest: hex.clone(),
         algorithm: plan.digest.algorithm().to_string(),
         argument: facts.selector.arg.clone(),

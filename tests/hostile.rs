@@ -251,18 +251,25 @@ fn image_link_out_of_the_repository_stops_the_boot() {
     fs::write(sysroot.path.join("outside-image"), &real).unwrap();
     fs::remove_file(&image).unwrap();
     symlink("../../outside-image", &image).unwrap();
+    // The other image, complete in the same repository.
     sh(Command::new("cp")
-        .arg("-al")
-        .arg(other.dir.join("objects"))
-        .arg(sysroot.path.join("composefs/other-objects")));
+        .arg("-aln")
+        .arg(other.dir.join("objects/."))
+        .arg(sysroot.path.join("composefs/objects")));
+    let other_link = fs::read_link(other.dir.join("images").join(&other.hex)).unwrap();
+    symlink(other_link, sysroot.image(&other.hex)).unwrap();
     let cfg = sysroot.path.with_extension("toml");
     fs::write(&cfg, "[image]\ncheck-digest = false\n").unwrap();
+    let config = ["--config", cfg.to_str().unwrap()];
     let ns = Namespace::new(&sysroot.path);
     let before = ns.mounts();
     let karg = format!("composefs=?{} composefs=?{}", repo.hex, other.hex);
-    let run = ns.run(&sysroot.args(&karg, &["--config", cfg.to_str().unwrap()]));
+    let run = ns.run(&sysroot.args(&karg, &config));
     run.fails(4, &[image.to_str().unwrap(), "outside the repository"]);
     assert_eq!(ns.mounts(), before);
+    // The second selector alone does boot: it was not tried because of the first.
+    ns.run(&sysroot.args(&format!("composefs=?{}", other.hex), &config))
+        .ok();
 }
 
 #[test]

@@ -322,8 +322,7 @@ impl Namespace {
         let ns = Namespace { holder };
         let me = fs::read_link("/proc/self/ns/mnt").unwrap();
         for _ in 0..500 {
-            if let Ok(theirs) = fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
-                && theirs != me
+            if fs::read_link(format!("/proc/{}/ns/mnt", ns.pid())).is_ok_and(|theirs| theirs != me)
             {
                 break;
             }
@@ -693,8 +692,8 @@ pub fn loops_backing(file: &Path) -> Vec<String> {
             if !name.starts_with("loop") {
                 continue;
             }
-            if let Ok(b) = fs::read_to_string(e.path().join("loop/backing_file"))
-                && Path::new(b.trim()) == want
+            if fs::read_to_string(e.path().join("loop/backing_file"))
+                .is_ok_and(|b| Path::new(b.trim()) == want)
             {
                 found.push(name);
             }

@@ -320,6 +320,8 @@ transient-root)
 	printf '[root]\ntransient = true\n' >"$CONF"
 	run_tool
 	expect_rc 0 || fatal transient-root
+	# The source bootc reads back from / after boot.
+	expect_mount /sysroot overlay "transient:composefs=$DIGEST_A"
 	echo probe >/sysroot/usr/cfstest-probe || bad "transient root not writable"
 	expect_state_mounts "$DIGEST_A"
 	readback /sysroot

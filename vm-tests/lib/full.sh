@@ -102,12 +102,18 @@ full_disk_build() {
 	grep -q DIGEST_ROOT_B "$dir/digests.env"
 }
 
-# full_prepare: the root, its initramfs and the disk, built or reused.
-full_prepare() {
-	[ -n "${FAST_BASE:-}" ] || fast_pieces
+# full_rootfs_prepare: the mmdebstrap root, built or reused (the msrv tier
+# builds on it too).
+full_rootfs_prepare() {
 	cached full-rootfs "$(key_of "$GUEST_SUITE" "$DEBIAN_MIRROR" "${FULL_PACKAGES[*]}" \
 		"$KERNEL_PKG=$KERNEL_PKGVER" "$(declare -f full_rootfs_build)")" full_rootfs_build
 	FULL_ROOTFS=$CACHED
+}
+
+# full_prepare: the root, its initramfs and the disk, built or reused.
+full_prepare() {
+	[ -n "${FAST_BASE:-}" ] || fast_pieces
+	full_rootfs_prepare
 	cached full-disk "$(key_of "$(basename "$FULL_ROOTFS")" "$BIN" "$REPO/dracut" \
 		"$VM_TESTS/guest/full" "$VM_TESTS/guest/build.sh" "$VM_TESTS/guest/init" \
 		"$(basename "$FAST_CFSCTL")" "$(declare -f full_disk_build)")" full_disk_build

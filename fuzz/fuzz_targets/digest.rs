@@ -1,0 +1,5 @@
+//! libFuzzer target: see `cfs_fuzz::digest` for what it checks.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cfs_fuzz::digest(data));

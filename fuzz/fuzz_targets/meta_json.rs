@@ -1,0 +1,5 @@
+//! libFuzzer target: see `cfs_fuzz::meta_json` for what it checks.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cfs_fuzz::meta_json(data));
