@@ -144,3 +144,58 @@ fn off_measures_nothing_and_status_without_record_exits_1() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn staging_a_soft_reboot_records_it_and_refuses_a_busy_target() {
+    if !root_or_skip("staging_a_soft_reboot_records_it_and_refuses_a_busy_target") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let ns = Namespace::new(&sysroot.path);
+    let target = scratch("nextroot");
+    let t = target.to_str().unwrap();
+    let karg = format!("composefs=?{}", repo.hex);
+    // The running system's record, as a boot would have left it.
+    let previous = sysroot.status.with_file_name("previous.json");
+    fs::write(&sysroot.status, "{\"schema\":1,\"booted\":\"A\"}\n").unwrap();
+
+    // A missing image: refused as at boot (exit 3), nothing at the target, record kept.
+    let missing = format!("composefs=?{}", "ab".repeat(32));
+    let run = ns.run(&sysroot.args(&missing, &["--target", t]));
+    run.fails(3, &["no such image"]);
+    assert!(
+        ns.mounts_under(&target).is_empty(),
+        "{:?}",
+        ns.mounts_under(&target)
+    );
+    assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
+    assert!(
+        fs::read_to_string(&sysroot.status)
+            .unwrap()
+            .contains("\"A\"")
+    );
+
+    // Staged: the record is the staged root's, the running root's is kept.
+    ns.run(&sysroot.args(&karg, &["--target", t])).ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&sysroot.status).unwrap()).unwrap();
+    assert_eq!(v["setup"], "soft-reboot");
+    assert_eq!(v["root"], t);
+    assert_eq!(v["image"]["digest"], repo.hex);
+    assert_eq!(v["physical_root"]["path"], format!("{t}/sysroot"));
+    assert_eq!(v["etc"]["target"], format!("{t}/etc"));
+    assert!(fs::read_to_string(&previous).unwrap().contains("\"A\""));
+    let staged = ns.mounts_under(&target);
+    assert!(
+        staged
+            .iter()
+            .any(|m| m.target == t && m.source == format!("composefs:{}", repo.hex)),
+        "{staged:?}"
+    );
+
+    // Staging again over it is refused with what to do; the staged root stays as it was.
+    let again = ns.run(&sysroot.args(&karg, &["--target", t]));
+    again.fails(5, &[t, "already has", "systemctl soft-reboot", "umount -R"]);
+    assert_eq!(ns.mounts_under(&target), staged);
+}
