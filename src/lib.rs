@@ -122,6 +122,14 @@ pub enum RunError {
         /// What is mounted there.
         mounted: String,
     },
+    /// `--target` is not a directory and cannot be made one.
+    #[error("--target {}: {source} (give a directory, e.g. /run/nextroot for systemctl soft-reboot)", target.display())]
+    TargetDir {
+        /// The target.
+        target: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A step failed (and was undone).
     #[error("{0}")]
     Step(#[from] Box<execute::StepError>),
@@ -145,7 +153,10 @@ impl RunError {
             RunError::Cmdline { .. } | RunError::Config { .. } => exit::USAGE,
             RunError::NoUsableImage(_) | RunError::Repository(_) => exit::NO_IMAGE,
             RunError::Refused(_) => exit::REFUSED,
-            RunError::Feature(_) | RunError::Probe(_) | RunError::TargetBusy { .. } => exit::MOUNT,
+            RunError::Feature(_)
+            | RunError::Probe(_)
+            | RunError::TargetBusy { .. }
+            | RunError::TargetDir { .. } => exit::MOUNT,
             RunError::Step(e) if e.cause.is_refusal() => exit::REFUSED,
             RunError::Step(e) if matches!(e.cause, execute::ExecError::Tpm(_)) => exit::TPM,
             RunError::Step(_) => exit::MOUNT,
@@ -274,9 +285,11 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         return Ok(Outcome::DryRun(plan));
     }
     ::log::info!("plan: {} steps, {}", plan.steps.len(), plan.strategy);
-    if let Some(target) = &opts.target {
-        target_is_free(target)?;
-    }
+    // `--target`: a free directory, created when missing (and removed again on failure).
+    let created_target = match &opts.target {
+        Some(target) => prepare_target(target)?,
+        None => None,
+    };
     let (image_path, image_size) = match (&image, &opts.root_fs) {
         (Some(image), _) => (image.path().to_path_buf(), image.size()),
         (None, Some(tree)) => (tree.clone(), 0),
@@ -288,7 +301,15 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         sysroot_fd,
     };
     let survey_usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let report = execute::execute(&plan, resources)?;
+    let report = match execute::execute(&plan, resources) {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(dir) = created_target {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e.into());
+        }
+    };
     // A staged soft reboot: the record becomes the staged root's, the running root's is
     // kept beside it (`/run` survives the soft reboot, so afterwards the record is right).
     let (setup, previous) = match &opts.target {
@@ -384,15 +405,23 @@ fn open_chosen_image(
 use std::os::fd::AsFd;
 
 /// `--target`: refuses a directory that already has a root mounted on it (an earlier staging
-/// not yet switched to), rather than stacking a second root over it.
-fn target_is_free(target: &Path) -> Result<(), RunError> {
+/// not yet switched to), rather than stacking a second root over it; creates a missing one
+/// (`/run/nextroot` does not exist until something stages a soft reboot) and returns it.
+fn prepare_target(target: &Path) -> Result<Option<PathBuf>, RunError> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    match status::source_at(&info, target) {
-        Some(mounted) => Err(RunError::TargetBusy {
+    if let Some(mounted) = status::source_at(&info, target) {
+        return Err(RunError::TargetBusy {
             target: target.to_path_buf(),
             mounted,
+        });
+    }
+    match std::fs::create_dir(target) {
+        Ok(()) => Ok(Some(target.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && target.is_dir() => Ok(None),
+        Err(source) => Err(RunError::TargetDir {
+            target: target.to_path_buf(),
+            source,
         }),
-        None => Ok(()),
     }
 }
 

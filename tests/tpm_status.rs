@@ -198,4 +198,23 @@ fn staging_a_soft_reboot_records_it_and_refuses_a_busy_target() {
     let again = ns.run(&sysroot.args(&karg, &["--target", t]));
     again.fails(5, &[t, "already has", "systemctl soft-reboot", "umount -R"]);
     assert_eq!(ns.mounts_under(&target), staged);
+
+    // A missing target directory is created, and removed again when the staging fails (here:
+    // the image's bytes changed, exit 4).
+    let fresh = scratch("nextroot").join("nextroot");
+    let f = fresh.to_str().unwrap();
+    let damaged = Sysroot::new(repo);
+    let object = damaged.private_image_object(&repo.hex);
+    let mut bytes = fs::read(&object).unwrap();
+    bytes[100] ^= 0xff;
+    fs::write(&object, bytes).unwrap();
+    let ns2 = Namespace::new(&damaged.path);
+    ns2.run(&damaged.args(&karg, &["--target", f]))
+        .fails(4, &["digest"]);
+    assert!(!fresh.exists(), "{f} left behind");
+    ns.run(&sysroot.args(&karg, &["--target", f])).ok();
+    assert!(
+        ns.mounts_under(&fresh).iter().any(|m| m.target == f),
+        "nothing mounted at the created {f}"
+    );
 }
