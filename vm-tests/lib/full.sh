@@ -211,7 +211,16 @@ full_tpm_prepare() {
 	EOC
 	ln -s ../cfstest-mounts.service "$x/etc/systemd/system/emergency.target.wants/cfstest-mounts.service"
 	cpio_of "$x" "$FULL_RUN/required.cpio"
-	cat "$FULL_DISK/initrd.img" "$FULL_RUN/required.cpio" >"$FULL_RUN/initrd-required.img"
+	# After a compressed archive the kernel takes the next cpio header only at
+	# a 4-byte offset ("invalid magic at start of compressed archive"
+	# otherwise): pad with zeros, which it skips.
+	local size
+	size=$(stat -c %s "$FULL_DISK/initrd.img")
+	{
+		cat "$FULL_DISK/initrd.img"
+		head -c $(((4 - size % 4) % 4)) /dev/zero
+		cat "$FULL_RUN/required.cpio"
+	} >"$FULL_RUN/initrd-required.img"
 	TPM_EXPECT_A=$(pcr15_expected "$DIGEST_ROOT")
 	TPM_EXPECT_B=$(pcr15_expected "$DIGEST_ROOT_B")
 }
