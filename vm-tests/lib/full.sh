@@ -307,6 +307,7 @@ full_tpm_missing_boot() {
 	grep -qaE "$EMERGENCY_RE" "$log" || why+=("emergency mode not reached")
 	grep -qa 'cfs-setup-root: error: .*no TPM' "$log" || why+=("no 'error: ... no TPM' line on the console")
 	grep -qa 'CFSTEST-RESULT' "$log" && why+=("the root was booted")
+	grep -qa 'Initramfs unpacking failed' "$log" && why+=("the kernel did not unpack the appended config")
 	# mountinfo: field 5 is the mount point, after " - " the type and source.
 	mounts=$(tr -d '\r' <"$log" | sed -n '/^CFSTEST-MOUNTS-BEGIN/,/^CFSTEST-MOUNTS-END/p' |
 		awk '$5 ~ /^\/sysroot(\/|$)/ { split($0, a, " - "); print $5, a[2] }')
