@@ -157,7 +157,14 @@ impl FsContext {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let text = String::from_utf8_lossy(&buf[..n.min(buf.len())]);
-                    messages.push(text.trim_end().to_string());
+                    // Each message starts with its kind: "e " error, "w " warning, "i " info.
+                    let text = text.trim_end();
+                    let text = text
+                        .strip_prefix("e ")
+                        .or_else(|| text.strip_prefix("w "))
+                        .or_else(|| text.strip_prefix("i "))
+                        .unwrap_or(text);
+                    messages.push(text.to_string());
                 }
             }
         }

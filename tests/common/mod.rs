@@ -59,9 +59,13 @@ pub fn mkcomposefs() -> PathBuf {
     {
         return found;
     }
+    // Why it is missing, when the test command knows (its build of mkcomposefs failed).
+    let why = std::env::var("CFS_MKCOMPOSEFS_MISSING")
+        .map(|w| format!("; {w}"))
+        .unwrap_or_default();
     panic!(
-        "mkcomposefs not found ($MKCOMPOSEFS unset, not in {} nor on $PATH): \
-         run tests/tools/build-mkcomposefs (bash tests/run does), or set MKCOMPOSEFS",
+        "cannot run: C mkcomposefs not found ($MKCOMPOSEFS unset, not in {} nor on $PATH){why}. \
+         Run tests/tools/build-mkcomposefs (bash tests/run does), or set MKCOMPOSEFS",
         cached.display()
     );
 }

@@ -45,20 +45,27 @@ debian_mirror() {
 	die "no Debian archive source in /etc/apt; set CFS_VM_MIRROR"
 }
 
-# debian_apt_setup: create the private apt tree for $GUEST_SUITE and refresh
-# its lists when they are missing or older than a day. Sets APT_CONFIG_FILE.
+# debian_apt_setup: the private apt tree for $GUEST_SUITE (debian_apt_make);
+# sets APT_CONFIG_FILE and DEBIAN_MIRROR.
 debian_apt_setup() {
-	local mirror dir
+	debian_apt_make "$GUEST_SUITE"
+	APT_CONFIG_FILE=$APT_CONFIG_OUT
+}
+
+# debian_apt_make SUITE: create the private apt tree for SUITE and refresh
+# its lists when they are missing or older than a day. Sets APT_CONFIG_OUT
+# (its apt.conf) and DEBIAN_MIRROR.
+debian_apt_make() {
+	local suite=$1 mirror dir conf
 	mirror=$(debian_mirror)
-	dir=$VM_CACHE/apt-$GUEST_SUITE-$(key_of "$mirror")
-	APT_DIR=$dir
-	APT_CONFIG_FILE=$dir/apt.conf
+	dir=$VM_CACHE/apt-$suite-$(key_of "$mirror")
+	conf=$dir/apt.conf
 	DEBIAN_MIRROR=$mirror
 	mkdir -p "$dir"/etc/{preferences.d,apt.conf.d,sources.list.d} "$dir"/state/lists/partial \
 		"$dir"/cache/archives/partial
 	printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
-		"$mirror" "$GUEST_SUITE" >"$dir/etc/sources.list"
-	cat >"$APT_CONFIG_FILE" <<-EOF
+		"$mirror" "$suite" >"$dir/etc/sources.list"
+	cat >"$conf" <<-EOF
 		Dir::Etc "$dir/etc";
 		Dir::Etc::SourceList "$dir/etc/sources.list";
 		Dir::Etc::SourceParts "$dir/etc/sources.list.d";
@@ -73,9 +80,10 @@ debian_apt_setup() {
 		Acquire::Languages "none";
 	EOF
 	if [ -z "$(find "$dir/state/lists" -maxdepth 1 -name '*_Packages' -mmin -1440 2>/dev/null)" ]; then
-		say "apt-get update ($GUEST_SUITE, private configuration)"
-		APT_CONFIG=$APT_CONFIG_FILE apt-get update -qq >&2 || die "apt-get update for $GUEST_SUITE failed"
+		say "apt-get update ($suite, private configuration)"
+		APT_CONFIG=$conf apt-get update -qq >&2 || die "apt-get update for $suite failed"
 	fi
+	APT_CONFIG_OUT=$conf
 }
 
 # guest_apt CMD ARG...: run an apt command against the private trixie lists.

@@ -9,11 +9,14 @@
 #   cfsctl.cpio  cfsctl and its libraries (only the disk builder needs it)
 #   bin.cpio     the cfs-setup-root under test (made on every run)
 
-FAST_MODULES=(virtio_blk crc32c_generic ext4 erofs overlay loop)
+FAST_MODULES=(virtio_blk crc32c_generic? ext4 erofs overlay loop)
 
-# Boots of the fast tier and the cases each one proves, in run order.
+# Boots of the fast tier and the cases each one proves, in run order. The
+# -bpo boots run the same checks on the trixie-backports kernel (7.x), where
+# the tool takes the detached path; their case names carry the suffix.
 FAST_BOOTS=(secure tamper refusals insecure sha512 digest-karg transient-etc
-	string-lowerdir loop-erofs transient-root etc-var-none)
+	string-lowerdir loop-erofs transient-root etc-var-none ro-root ro-device
+	secure-bpo tamper-bpo refusals-bpo)
 BOOT_CASES+=(
 	[secure]="secure-boot verity-require attach-first kmsg-complete switch-root"
 	[tamper]="tampered-object-eio object-without-verity-eio"
@@ -26,7 +29,19 @@ BOOT_CASES+=(
 	[loop-erofs]="loop-erofs"
 	[transient-root]="transient-root"
 	[etc-var-none]="etc-var-none sysroot-writable"
+	[ro-root]="ro-root"
+	[ro-device]="ro-device-transient"
+	[secure-bpo]="secure-boot-bpo verity-require-bpo detached-bpo kmsg-complete-bpo switch-root-bpo"
+	[tamper-bpo]="tampered-object-eio-bpo object-without-verity-eio-bpo"
+	[refusals-bpo]="no-karg-bpo wrong-digest-bpo digest-mismatch-bpo image-without-verity-refused-bpo malformed-image-undone-bpo config-error-bpo"
 )
+
+# fast_wants_newer: some -bpo boot is wanted (WANT is vm-tests/run's).
+fast_wants_newer() {
+	local b
+	for b in "${!WANT[@]}"; do [[ $b == *-bpo ]] && return 0; done
+	return 1
+}
 
 # fast_kargs BOOT: the composefs part of the boot's kernel command line.
 fast_kargs() {
@@ -35,6 +50,7 @@ fast_kargs() {
 	case $1 in
 	secure | tamper | string-lowerdir | loop-erofs | transient-root | etc-var-none)
 		echo "composefs=$DIGEST_A" ;;
+	ro-root | ro-device) echo "composefs=$DIGEST_A cfstest.mountopts=ro" ;;
 	refusals) echo "" ;;
 	insecure) echo "composefs=?$DIGEST_B" ;;
 	sha512) echo "composefs=$DIGEST_C cfstest.disk=vdb" ;;
@@ -106,7 +122,7 @@ builder_boot() {
 	cat "$FAST_BASE/base.cpio" "$FAST_CFSCTL/cfsctl.cpio" >"$dir/builder.cpio"
 	vm_boot "$log" "$timeout" 'CFSTEST-END' 5 \
 		-kernel "$KERNEL_IMAGE" -initrd "$dir/builder.cpio" \
-		-append "console=ttyS0 panic=-1 loglevel=4 cfstest.mode=build cfstest.build=$build" \
+		-append "$GUEST_KARGS loglevel=4 cfstest.mode=build cfstest.build=$build" \
 		"${drives[@]}" || true
 	rm -f "$dir/builder.cpio"
 	say "$build disk: builder boot took ${BOOT_SECONDS}s"
@@ -120,11 +136,19 @@ builder_boot() {
 # fast_pieces: the base and cfsctl archives (the full tier's disk builder
 # uses them too).
 fast_pieces() {
-	cached fast-base "$(key_of "$KERNEL_VERSION" /bin/busybox "$(command -v fsverity)" \
-		"$VM_TESTS/guest" "$VM_TESTS/lib/fast.sh" "$VM_TESTS/lib/kernel.sh")" fast_base_build
+	fast_base_of "$KERNEL_VERSION" fast-base
 	FAST_BASE=$CACHED
 	cached fast-cfsctl "$(key_of "$CFSCTL")" fast_cfsctl_build
 	FAST_CFSCTL=$CACHED
+}
+
+# fast_base_of VERSION NAME: the base archive with the modules of the kernel
+# $KERNEL_DIR/VERSION, cached as NAME.
+fast_base_of() {
+	[[ $(file -L /bin/busybox) == *statically\ linked* ]] ||
+		die "/bin/busybox is not static: install busybox-static (tests/deps.txt)"
+	cached "$2" "$(key_of "$1" /bin/busybox "$(command -v fsverity)" \
+		"$VM_TESTS/guest" "$VM_TESTS/lib/fast.sh" "$VM_TESTS/lib/kernel.sh")" fast_base_build
 }
 
 # fast_prepare: the initramfs pieces and the two disks, built or reused.
@@ -142,15 +166,26 @@ fast_prepare() {
 	cp "$BIN" "$FAST_RUN/bin/usr/bin/cfs-setup-root"
 	cpio_of "$FAST_RUN/bin" "$FAST_RUN/bin.cpio"
 	cat "$FAST_BASE/base.cpio" "$FAST_RUN/bin.cpio" >"$FAST_RUN/initrd"
+	if [ -n "${NEWER_DIR:-}" ]; then
+		# The same archives with the newer kernel's modules; the disks are shared.
+		KERNEL_DIR=$NEWER_DIR KERNEL_VERSION=$NEWER_VERSION fast_base_of "$NEWER_VERSION" fast-base-bpo
+		cat "$CACHED/base.cpio" "$FAST_RUN/bin.cpio" >"$FAST_RUN/initrd-bpo"
+	fi
 }
 
 # fast_boot BOOT: boot once, report each of the boot's cases.
 fast_boot() {
-	local boot=$1 log=$LOG_DIR/fast-$1.log rc=0
+	local boot=$1 log=$LOG_DIR/fast-$1.log rc=0 base=${1%-bpo} disk_a=snapshot=on
+	local kernel=$KERNEL_IMAGE initrd=$FAST_RUN/initrd guest="cfstest.path=attach-first"
+	if [ "$base" != "$boot" ]; then
+		kernel=$NEWER_IMAGE initrd=$FAST_RUN/initrd-bpo guest="cfstest.path=detached cfstest.suffix=-bpo"
+	fi
+	# A read-only disk: the guest's block device itself refuses writes.
+	[ "$boot" = ro-device ] && disk_a=readonly=on
 	vm_boot "$log" "${CFS_VM_FAST_TIMEOUT:-120}" 'CFSTEST-END' 5 \
-		-kernel "$KERNEL_IMAGE" -initrd "$FAST_RUN/initrd" \
-		-append "console=ttyS0 panic=-1 loglevel=4 cfstest.mode=case cfstest.boot=$boot $(fast_kargs "$boot")" \
-		-drive "file=$FAST_DISKS/disk-a.img,format=raw,if=virtio,snapshot=on" \
+		-kernel "$kernel" -initrd "$initrd" \
+		-append "$GUEST_KARGS loglevel=4 cfstest.mode=case cfstest.boot=$base $guest $(fast_kargs "$base")" \
+		-drive "file=$FAST_DISKS/disk-a.img,format=raw,if=virtio,$disk_a" \
 		-drive "file=$FAST_DISKS/disk-c.img,format=raw,if=virtio,snapshot=on" || rc=$?
 	report_boot "fast/$boot" "$log" "$rc" ${BOOT_CASES[$boot]}
 }

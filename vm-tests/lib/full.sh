@@ -12,11 +12,13 @@
 #                 guest wrote (binary, dracut/, guest/full, builder)
 
 FULL_BOOTS=(full-boot full-persist full-tpm-reboot full-tpm-b full-emergency full-tpm-missing)
-BOOT_CASES[full-boot]="multi-user root-composefs-verity sysroot-readonly etc-var-deployment no-tpm-auto"
+# What the booted root's report checks (the UKI boot checks the same).
+FULL_REPORT_CASES="multi-user root-composefs-verity sysroot-readonly etc-var-deployment"
+BOOT_CASES[full-boot]="$FULL_REPORT_CASES demo no-tpm-auto"
 # The second boot has a TPM (swtpm): it measures A, seals a secret, stages
 # B (refusals first) and soft-reboots into it. The TPM boots after it reuse
 # its TPM state and disk: A again (the secret unseals), then B (it does not).
-BOOT_CASES[full-persist]="persistence digest-karg-unit tpm-pcr15 tpm-event-log soft-reboot-refused soft-reboot"
+BOOT_CASES[full-persist]="persistence digest-karg-unit ro-cmdline tpm-pcr15 tpm-event-log soft-reboot-refused soft-reboot"
 BOOT_CASES[full-tpm-reboot]="tpm-reboot-a"
 BOOT_CASES[full-tpm-b]="tpm-sealed-secret tpm-required-b"
 BOOT_CASES[full-emergency]="wrong-digest-emergency"
@@ -110,6 +112,14 @@ full_rootfs_prepare() {
 	FULL_ROOTFS=$CACHED
 }
 
+# full_rootfs_prepare: the mmdebstrap root, built or reused (the
+# initramfs-tools tier derives its root from it too). Sets FULL_ROOTFS.
+full_rootfs_prepare() {
+	cached full-rootfs "$(key_of "$GUEST_SUITE" "$DEBIAN_MIRROR" "${FULL_PACKAGES[*]}" \
+		"$KERNEL_PKG=$KERNEL_PKGVER" "$(declare -f full_rootfs_build)")" full_rootfs_build
+	FULL_ROOTFS=$CACHED
+}
+
 # full_prepare: the root, its initramfs and the disk, built or reused.
 full_prepare() {
 	[ -n "${FAST_BASE:-}" ] || fast_pieces
@@ -126,7 +136,17 @@ full_prepare() {
 	full_tpm_prepare
 }
 
-FULL_CMDLINE="console=ttyS0 root=LABEL=cfstest-root rw panic=-1 loglevel=4 systemd.show_status=1"
+FULL_CMDLINE="$GUEST_KARGS root=LABEL=cfstest-root rw loglevel=4 systemd.show_status=1"
+
+# full_boot_first LOG DRIVE_ARG...: the first boot of the full disk, as the
+# demo shows it and full-boot checks it (DRIVE_ARG: the disk's -drive).
+full_boot_first() {
+	local log=$1
+	shift
+	vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
+		-kernel "$FULL_DISK/vmlinuz" -initrd "$FULL_DISK/initrd.img" \
+		-append "$FULL_CMDLINE composefs=$DIGEST_ROOT" "$@"
+}
 
 # What systemd and dracut print on the way to emergency mode: a boot that
 # gets there is over.
@@ -137,11 +157,11 @@ full_boot() {
 	local boot=$1 log=$LOG_DIR/$1.log rc=0 bad
 	case $boot in
 	full-boot)
-		local karg="composefs=$DIGEST_ROOT"
-		vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
-			-kernel "$FULL_DISK/vmlinuz" -initrd "$FULL_DISK/initrd.img" \
-			-append "$FULL_CMDLINE $karg" \
-			-drive "file=$FULL_RUN/disk.qcow2,format=qcow2,if=virtio" || rc=$?
+		full_boot_first "$log" -drive "file=$FULL_RUN/disk.qcow2,format=qcow2,if=virtio" || rc=$?
+		# What vm-tests/demo would print of this boot, and whether it shows
+		# what it must (case demo).
+		demo_show "$log" >"$log.demo"
+		demo_verdict "$log" "$rc" || true
 		;;
 	full-persist | full-tpm-reboot | full-tpm-b)
 		full_tpm_boot "$boot" "$log" || rc=$?
@@ -229,7 +249,7 @@ full_tpm_prepare() {
 # in every bank, as "sha1:<hex>,sha256:<hex>,...": H(0...0 || H(string)),
 # computed here from the digest alone.
 pcr15_expected() {
-	python3 - "$1" <<-'EOP'
+	/usr/bin/python3 - "$1" <<-'EOP'
 		import hashlib, sys
 		s = ("composefs:" + sys.argv[1]).encode()
 		out = []
@@ -270,9 +290,15 @@ swtpm_stop() {
 #   full-tpm-reboot  image A again
 #   full-tpm-b       image B, with [tpm] measure = "required"
 full_tpm_boot() {
-	local boot=$1 log=$2 rc=0 initrd=$FULL_DISK/initrd.img karg firmware=()
+	local boot=$1 log=$2 rc=0 initrd=$FULL_DISK/initrd.img karg firmware=() cmdline=$FULL_CMDLINE
 	case $boot in
 	full-persist)
+		# The second boot of the same disk names the image in the other
+		# karg form, which the unit's ConditionKernelCommandLine must also
+		# accept, and has `ro` where the first had `rw` (GRUB's default:
+		# the physical root comes up read-only; /etc and /var must still
+		# be writable and keep the first boot's writes).
+		cmdline=${FULL_CMDLINE/ rw / ro }
 		karg="composefs.digest=v1-sha256-12:$DIGEST_ROOT cfstest.tpm=seal cfstest.pcr15=$TPM_EXPECT_A"
 		karg+=" cfstest.image_b=$DIGEST_ROOT_B cfstest.tampered=$DIGEST_TAMPERED"
 		cp /usr/share/OVMF/OVMF_VARS_4M.fd "$FULL_RUN/tpm-vars.fd"
@@ -287,7 +313,7 @@ full_tpm_boot() {
 	esac
 	swtpm_start
 	vm_boot "$log" "${CFS_VM_FULL_TIMEOUT:-300}" "CFSTEST-END|$EMERGENCY_RE" 30 \
-		-kernel "$FULL_DISK/vmlinuz" -initrd "$initrd" -append "$FULL_CMDLINE $karg" \
+		-kernel "$FULL_DISK/vmlinuz" -initrd "$initrd" -append "$cmdline $karg" \
 		-drive "file=$FULL_RUN/disk.qcow2,format=qcow2,if=virtio" \
 		-drive "file=$FULL_RUN/shared.img,format=raw,if=virtio" "${TPM_ARGS[@]}" "${firmware[@]}" || rc=$?
 	swtpm_stop

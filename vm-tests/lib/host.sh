@@ -5,28 +5,14 @@
 # ukify run from the trixie guest root or from unpacked .debs, never from
 # packages installed on the host.
 
-HOST_PACKAGES=(
-	qemu-system-x86 qemu-utils ovmf # the machine and its UEFI firmware
-	busybox-static fsverity         # guest userland of the fast tier
-	e2fsprogs dosfstools mtools     # ext4 disks with verity, the ESP
-	mmdebstrap cpio zstd xz-utils kmod file
-	python3 python3-pefile # ukify runs on the host's python
-	swtpm                  # the TPM of the TPM boots
-)
+# shellcheck source=../../tests/lib/deps.sh
+. "$REPO/tests/lib/deps.sh"
 
-# host_packages: install whichever of HOST_PACKAGES is missing.
+# host_packages: every host command the tier calls, from the one list
+# (tests/deps.txt, groups vm and build: cfsctl may need compiling), installed
+# with apt-get when missing; a command still missing stops the run here.
 host_packages() {
-	local missing=() p
-	for p in "${HOST_PACKAGES[@]}"; do
-		dpkg-query -W -f '${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
-			missing+=("$p")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	say "installing host packages: ${missing[*]}"
-	[ "$(id -u)" = 0 ] || die "need root to install ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		"${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+	deps_install vm build || die "host commands missing (see above; the list is tests/deps.txt)"
 }
 
 CFSCTL_VERSION=0.9.4
@@ -34,17 +20,10 @@ CFSCTL_VERSION=0.9.4
 # host_cfsctl: cfsctl 0.9.4 under $TOOLS_ROOT, compiled once per machine.
 host_cfsctl() {
 	CFSCTL=$TOOLS_ROOT/bin/cfsctl
-	if [ -x "$CFSCTL" ] && "$CFSCTL" --version 2>/dev/null | grep -q "$CFSCTL_VERSION"; then
+	if [ -x "$CFSCTL" ] && [[ $("$CFSCTL" --version 2>/dev/null) == *"$CFSCTL_VERSION"* ]]; then
 		return 0
 	fi
 	say "installing cfsctl $CFSCTL_VERSION (a cold compile takes several minutes)"
-	need_cmd cargo
-	# composefs-ctl links openssl.
-	for p in libssl-dev pkg-config; do
-		dpkg-query -W -f '${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
-			HOST_PACKAGES+=("$p")
-	done
-	host_packages
 	cargo install --locked composefs-ctl --version "$CFSCTL_VERSION" \
 		--root "$TOOLS_ROOT" >&2 || die "cargo install composefs-ctl failed"
 	[ -x "$CFSCTL" ] || die "cargo install did not produce $CFSCTL"
@@ -64,7 +43,7 @@ host_binary() {
 	fi
 	[ -x "$BIN" ] || die "no binary at $BIN"
 	# The fast-tier initramfs has no libc: the binary must be static.
-	if file -L "$BIN" | grep -q 'dynamically linked'; then
+	if [[ $(file -L "$BIN") == *'dynamically linked'* ]]; then
 		die "$BIN is dynamically linked; the initramfs needs a static binary"
 	fi
 }

@@ -4,6 +4,10 @@
 
 QEMU=qemu-system-x86_64
 GUEST_MEM=${CFS_VM_MEM:-2048}
+# Every direct kernel boot's console and panic settings. no_timer_check: under
+# TCG on a busy host the kernel's IO-APIC timer check can fail and panic the
+# guest at boot ("IO-APIC + timer doesn't work!").
+GUEST_KARGS="console=ttyS0 panic=-1 no_timer_check"
 
 # qemu_accel: set ACCEL_ARGS. KVM when /dev/kvm exists and a probe boot
 # reaches userspace under it, TCG otherwise (CFS_VM_ACCEL=kvm|tcg forces).
@@ -47,7 +51,7 @@ qemu_probe_kvm() {
 	rc=0
 	ACCEL_ARGS=(-accel kvm -cpu host)
 	vm_boot "$d/log" 15 'CFSTEST-PROBE-OK' 2 \
-		-kernel "$KERNEL_IMAGE" -initrd "$d/initrd" -append "console=ttyS0 panic=-1" || rc=$?
+		-kernel "$KERNEL_IMAGE" -initrd "$d/initrd" -append "$GUEST_KARGS" || rc=$?
 	rm -rf "$d"
 	return "$rc"
 }
@@ -99,12 +103,21 @@ vm_boot() {
 	esac
 }
 
+# console_clean LOG: the console log as text: carriage returns and terminal
+# escape sequences removed (CSI colours and cursor moves; OSC sequences such
+# as the palette reset \e]104\a that systemd writes to the console, which
+# would otherwise stick to the start of the next line).
+console_clean() {
+	sed -e 's/\r//g' -e 's/\x1b\][^\x07\x1b]*\(\x07\|\x1b\\\)//g' \
+		-e 's/\x1b\[[0-9;=?!]*[A-Za-z]//g' "$1"
+}
+
 # console_tail LOG [N]: the last N lines of a console log, indented, for a
 # failure report (escape sequences and carriage returns removed).
 console_tail() {
 	local n=${2:-25}
 	{
-		tail -n "$n" "$1" | sed -e 's/\x1b\[[0-9;]*[A-Za-z]//g' -e 's/\r//g' -e 's/^/    | /'
+		console_clean "$1" | tail -n "$n" | sed -e 's/^/    | /'
 		if [ -s "$1.qemu" ]; then
 			sed -e 's/^/    qemu: /' "$1.qemu" | tail -n 5
 		fi

@@ -53,7 +53,7 @@ uki_boot() {
 		-device virtio-blk-pci,drive=esp,bootindex=0 || rc=$?
 	# The booted root's report, plus proof of the path it came by.
 	local c
-	for c in ${BOOT_CASES[full-boot]}; do
+	for c in $FULL_REPORT_CASES; do
 		grep -qa "CFSTEST-RESULT: PASS $c" "$log" || why+=("$c did not pass")
 	done
 	grep -qa 'CFSTEST: firmware efi, stub systemd-stub' "$log" || why+=("not started by systemd-stub under UEFI")
