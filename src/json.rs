@@ -265,8 +265,8 @@ impl Parser<'_> {
         }
         let text =
             std::str::from_utf8(self.bytes.get(start..self.pos).unwrap_or(&[])).unwrap_or("");
-        match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(()),
+        match crate::decimal::overflows_f64(text) {
+            Some(false) => Ok(()),
             _ => Err(self.error("number out of range")),
         }
     }

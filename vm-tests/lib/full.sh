@@ -104,16 +104,9 @@ full_disk_build() {
 	grep -q DIGEST_ROOT_B "$dir/digests.env"
 }
 
-# full_rootfs_prepare: the mmdebstrap root, built or reused (the msrv tier
-# builds on it too).
-full_rootfs_prepare() {
-	cached full-rootfs "$(key_of "$GUEST_SUITE" "$DEBIAN_MIRROR" "${FULL_PACKAGES[*]}" \
-		"$KERNEL_PKG=$KERNEL_PKGVER" "$(declare -f full_rootfs_build)")" full_rootfs_build
-	FULL_ROOTFS=$CACHED
-}
-
 # full_rootfs_prepare: the mmdebstrap root, built or reused (the
-# initramfs-tools tier derives its root from it too). Sets FULL_ROOTFS.
+# initramfs-tools and msrv tiers derive their roots from it too). Sets
+# FULL_ROOTFS.
 full_rootfs_prepare() {
 	cached full-rootfs "$(key_of "$GUEST_SUITE" "$DEBIAN_MIRROR" "${FULL_PACKAGES[*]}" \
 		"$KERNEL_PKG=$KERNEL_PKGVER" "$(declare -f full_rootfs_build)")" full_rootfs_build
