@@ -22,6 +22,13 @@ pub enum Parsed {
         /// The trailing command: run once the root is set up, in its place (exec).
         command: Vec<String>,
     },
+    /// `--status [--json]`: print the status record at `path`.
+    Status {
+        /// As it is, not for a person.
+        json: bool,
+        /// The record.
+        path: PathBuf,
+    },
     /// `--help`.
     Help,
     /// `--version`.
@@ -37,7 +44,9 @@ pub const DEFAULT_CONFIG: &str = "/usr/lib/composefs/setup-root-conf.toml";
 /// The usage text (`--help`).
 pub const USAGE: &str = "\
 usage: cfs-setup-root [--sysroot DIR] [--config FILE] [--cmdline STRING] [--target DIR]
-                      [--root-fs DIR] [--dry-run] [--help] [--version] [[--] COMMAND...]
+                      [--root-fs DIR] [--dry-run] [--status-file FILE] [--help] [--version]
+                      [[--] COMMAND...]
+       cfs-setup-root --status [--json] [--status-file FILE]
 
 Turns the physical root mounted at DIR (default /sysroot) into the composefs root named
 by the composefs= kernel argument, ready for switch_root.
@@ -51,12 +60,16 @@ by the composefs= kernel argument, ready for switch_root.
   --root-fs DIR      use the tree at DIR (a read-only clone) as the root instead of the
                      composefs image; the first composefs= argument names the deployment
   --dry-run          print the plan, one line per step, and mount nothing
+  --status           print the status record (what the setup of this system did);
+                     with --json, the record as it is
+  --status-file FILE the status record (default /run/cfs-setup-root/status.json)
   --help, --version
   COMMAND...         once the root is set up, run COMMAND in place of this process
 
 Test-only:
   --force-overlay detached|attach-first|string-lowerdir   mount path to use
   --force-erofs file|loop                                  how erofs reads the image
+  --tpm-device PATH                                        the TPM (default /dev/tpmrm0)
 
 Exit codes:
   0  done, or no composefs= argument (nothing touched); with COMMAND, its exit code
@@ -64,6 +77,8 @@ Exit codes:
   3  no usable image (none of the composefs= images is in the repository)
   4  image refused (digest mismatch, no fs-verity in secure mode, bad repository entry)
   5  mount failure or missing kernel feature (everything undone)
+  6  [tpm] measure = \"required\" and the image could not be measured (everything undone)
+  1  --status: no status record (this system was not set up by cfs-setup-root)
 ";
 
 /// Parses the arguments (without the program name).
@@ -75,8 +90,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         target: None,
         root_fs: None,
         dry_run: false,
+        status_path: PathBuf::from(crate::status::PATH),
+        tpm_device: PathBuf::from(crate::tpm::DEVICE),
         overrides: Overrides::default(),
     };
+    let (mut status, mut json) = (false, false);
     let mut command = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -114,6 +132,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--cmdline" => options.cmdline = Some(value("--cmdline")?),
             "--target" => options.target = Some(path(value("--target")?, "--target")?),
             "--root-fs" => options.root_fs = Some(path(value("--root-fs")?, "--root-fs")?),
+            "--status" => {
+                switch("--status")?;
+                status = true;
+            }
+            "--json" => {
+                switch("--json")?;
+                json = true;
+            }
+            "--status-file" => {
+                options.status_path = path(value("--status-file")?, "--status-file")?;
+            }
+            "--tpm-device" => options.tpm_device = path(value("--tpm-device")?, "--tpm-device")?,
             "--force-overlay" => {
                 let v = value("--force-overlay")?;
                 options.overrides.assembly = Some(
@@ -130,6 +160,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             }
             _ => return Err(format!("unknown argument {arg:?}")),
         }
+    }
+    if json && !status {
+        return Err("--json goes with --status".into());
+    }
+    if status {
+        // A flag, not a word: anything else on the line is a mistake.
+        if !command.is_empty() {
+            return Err(format!("--status takes no command (got {:?})", command[0]));
+        }
+        return Ok(Parsed::Status {
+            json,
+            path: options.status_path,
+        });
     }
     Ok(Parsed::Run { options, command })
 }
@@ -149,6 +192,14 @@ pub fn unparse(parsed: &Parsed) -> Vec<String> {
     let (options, command) = match parsed {
         Parsed::Help => return vec!["--help".into()],
         Parsed::Version => return vec!["--version".into()],
+        Parsed::Status { json, path } => {
+            let mut args = vec!["--status".to_string()];
+            if *json {
+                args.push("--json".into());
+            }
+            args.push(format!("--status-file={}", path.to_string_lossy()));
+            return args;
+        }
         Parsed::Run { options, command } => (options, command),
     };
     let lossy = |p: &PathBuf| p.to_string_lossy().into_owned();
@@ -169,6 +220,11 @@ pub fn unparse(parsed: &Parsed) -> Vec<String> {
     if options.dry_run {
         args.push("--dry-run".into());
     }
+    args.extend([
+        "--status-file".to_string(),
+        lossy(&options.status_path),
+        format!("--tpm-device={}", lossy(&options.tpm_device)),
+    ]);
     if let Some(a) = options.overrides.assembly {
         args.extend(["--force-overlay".to_string(), a.name().to_string()]);
     }
@@ -228,6 +284,37 @@ mod tests {
         assert!(matches!(parse(&["-h"]), Ok(Parsed::Help)));
         assert!(matches!(parse(&["--version"]), Ok(Parsed::Version)));
         assert!(matches!(parse(&["-V"]), Ok(Parsed::Version)));
+        assert_eq!(
+            o.status_path,
+            PathBuf::from("/run/cfs-setup-root/status.json")
+        );
+        assert_eq!(o.tpm_device, PathBuf::from("/dev/tpmrm0"));
+        let (o, _) = run(&["--status-file=/s", "--tpm-device", "/t"]);
+        assert_eq!(
+            (o.status_path, o.tpm_device),
+            (PathBuf::from("/s"), PathBuf::from("/t"))
+        );
+    }
+
+    #[test]
+    fn status_flags() {
+        assert_eq!(
+            parse(&["--status", "--json"]),
+            Ok(Parsed::Status {
+                json: true,
+                path: PathBuf::from("/run/cfs-setup-root/status.json")
+            })
+        );
+        assert_eq!(
+            parse(&["--status-file=/x", "--status"]),
+            Ok(Parsed::Status {
+                json: false,
+                path: PathBuf::from("/x")
+            })
+        );
+        for bad in [&["--json"][..], &["--status", "json"], &["--status=1"]] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
@@ -304,6 +391,9 @@ mod tests {
                 "--force-overlay=detached",
             ],
             &["--force-erofs", "file", "--config", "-c"],
+            &["--status", "--json"],
+            &["--status-file", "/s", "--status"],
+            &["--tpm-device", "/t", "--status-file=/s"],
         ] {
             let parsed = parse(args).unwrap();
             let again = super::parse(unparse(&parsed)).unwrap();

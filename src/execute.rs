@@ -31,6 +31,7 @@ use crate::mount::{
 };
 use crate::plan::{OverlayVerity, Plan, StateMount, Step, VerifyMode};
 use crate::repo::{CreatedDir, ImageFile, RepoError, Repository, StateDir};
+use crate::tpm::{self, TpmError};
 use crate::verdict::{Evidence, Verified, judge, overlay_requires_verity};
 use crate::verity::{MeasureError, Measurement, measure};
 
@@ -115,6 +116,9 @@ pub enum ExecError {
         /// The error number.
         errno: Errno,
     },
+    /// `[tpm] measure = "required"` and the image could not be measured.
+    #[error("{0} ([tpm] measure = \"required\" refuses to boot an unmeasured image)")]
+    Tpm(#[from] TpmError),
     /// A failure injected by the test-only `fault-injection` feature.
     #[error("failure injected before this step (CFS_SETUP_ROOT_FAIL_AT)")]
     Injected,
@@ -198,9 +202,27 @@ impl fmt::Display for Undo {
     }
 }
 
+/// What the steps found out, for the status record.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The image's kernel fs-verity digest was measured and matched.
+    pub kernel_verity: bool,
+    /// The image's digest was computed in userspace and matched.
+    pub computed_digest: bool,
+    /// The composefs overlay got `verity=require`.
+    pub verity_require: bool,
+    /// The loop device erofs reads the image through, if any.
+    pub loop_device: Option<String>,
+    /// The TPM measurement, or why there is none (`None`: not planned).
+    pub tpm: Option<Result<tpm::Measurement, String>>,
+    /// Each step's short name and duration in microseconds, in order.
+    pub timings: Vec<(&'static str, u64)>,
+}
+
 struct Run<'p> {
     plan: &'p Plan,
     res: Resources,
+    report: Report,
     undo: Vec<Undo>,
     verified: Option<Verified>,
     loopdev: Option<LoopDevice>,
@@ -213,10 +235,11 @@ struct Run<'p> {
 }
 
 /// Runs every step of `plan`. On error, undoes what was done and says which step failed.
-pub fn execute(plan: &Plan, res: Resources) -> Result<(), Box<StepError>> {
+pub fn execute(plan: &Plan, res: Resources) -> Result<Report, Box<StepError>> {
     let mut run = Run {
         plan,
         res,
+        report: Report::default(),
         undo: Vec::new(),
         verified: None,
         loopdev: None,
@@ -233,7 +256,11 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<(), Box<StepError>> {
     for (i, step) in plan.steps.iter().enumerate() {
         let number = i + 1;
         log::info!("step {number}: {step}");
-        if let Err(cause) = injected(number).and_then(|()| run.step(step)) {
+        let started = std::time::Instant::now();
+        let result = injected(number).and_then(|()| run.step(step));
+        let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        run.report.timings.push((step.name(), usec));
+        if let Err(cause) = result {
             let undo_failures = run.unwind();
             return Err(Box::new(StepError {
                 number,
@@ -254,7 +281,7 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<(), Box<StepError>> {
     run.release_staging_dir();
     // Autoclear releases the loop device when the erofs superblock goes.
     run.loopdev = None;
-    Ok(())
+    Ok(run.report)
 }
 
 #[cfg(feature = "fault-injection")]
@@ -389,6 +416,20 @@ impl Run<'_> {
                 Ok(())
             }
             Step::MountState { name, how, target } => self.mount_state(name, how, target),
+            Step::MeasureImage {
+                device,
+                pcr,
+                event,
+                unverified_event,
+                required,
+            } => {
+                let event = crate::plan::measured_event(
+                    event,
+                    unverified_event,
+                    self.report.verity_require,
+                );
+                self.measure_image(device, *pcr, event, *required)
+            }
             Step::VolatileRootLink { link, target } => {
                 if let Some(parent) = link.parent() {
                     let _ = std::fs::create_dir_all(parent);
@@ -484,6 +525,8 @@ impl Run<'_> {
                 path.display()
             ),
         }
+        self.report.kernel_verity = verified == Verified::ByKernel;
+        self.report.computed_digest = verified == Verified::ByComputation;
         self.verified = Some(verified);
         Ok(())
     }
@@ -524,6 +567,7 @@ impl Run<'_> {
         log::info!("bound {} to the image", dev.path());
         let erofs = erofs_superblock(dev.path());
         // Held until the end: autoclear releases the device once the mount is gone.
+        self.report.loop_device = Some(dev.path().to_string());
         self.loopdev = Some(dev);
         erofs
     }
@@ -553,6 +597,7 @@ impl Run<'_> {
         if require {
             ctx.set_string("verity", "require")?;
         }
+        self.report.verity_require = require;
         let overlay = ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?;
         // The overlay holds its own private clones of its layers: the staged erofs can go.
         self.unstage()?;
@@ -879,6 +924,45 @@ impl Run<'_> {
 
 fn errno_text(errno: Errno) -> String {
     std::io::Error::from(errno).to_string()
+}
+
+impl Run<'_> {
+    /// Extends the PCR; without a TPM or on a TPM error, a warning (auto) or a refusal
+    /// (required, undone like any failed step).
+    fn measure_image(
+        &mut self,
+        device: &Path,
+        pcr: u32,
+        event: &str,
+        required: bool,
+    ) -> Result<(), ExecError> {
+        tpm::wait_for_device(device);
+        match tpm::measure_and_log(device, &tpm::event_log_path(), pcr, event) {
+            Ok(m) => {
+                let banks: Vec<String> = m.digests.iter().map(|d| d.alg.to_string()).collect();
+                log::info!(
+                    "extended TPM PCR {pcr} with {event} in the {} bank{}{}",
+                    banks.join(", "),
+                    if banks.len() == 1 { "" } else { "s" },
+                    if m.logged {
+                        ", logged"
+                    } else {
+                        " (not logged)"
+                    }
+                );
+                self.report.tpm = Some(Ok(m));
+                Ok(())
+            }
+            Err(e) if required => Err(e.into()),
+            Err(e) => {
+                log::warn!(
+                    "{e}; the image is not measured into PCR {pcr}, the boot goes on ([tpm] measure = \"auto\")"
+                );
+                self.report.tpm = Some(Err(e.to_string()));
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A read-only erofs superblock over `source`, as a detached mount.

@@ -1,4 +1,5 @@
-//! Just enough JSON to read one string from the top-level object of `meta.json`.
+//! Just enough JSON to read one string from the top-level object of `meta.json`, and to
+//! read back the status record we write ourselves ([`parse`]).
 //!
 //! The whole document is checked for well-formedness (so a truncated file is an error,
 //! not a silent default); only top-level string members are kept. Nesting is bounded, so
@@ -55,6 +56,75 @@ pub fn top_level_string(text: &str, key: &str) -> Result<Option<String>, String>
         return Err(p.error("trailing data"));
     }
     Ok(found)
+}
+
+/// A JSON value (numbers kept as written).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number, as written.
+    Number(String),
+    /// A string.
+    String(String),
+    /// An array.
+    Array(Vec<Value>),
+    /// An object, members in order.
+    Object(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+    /// The string, if this is one.
+    pub fn str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// The boolean, if this is one.
+    pub fn bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    /// The number as an unsigned integer, if it is one.
+    pub fn u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(n) => n.parse().ok(),
+            _ => None,
+        }
+    }
+    /// The elements, if this is an array (else none).
+    pub fn items(&self) -> &[Value] {
+        match self {
+            Value::Array(items) => items,
+            _ => &[],
+        }
+    }
+}
+
+/// Parses a whole JSON document.
+pub fn parse(text: &str) -> Result<Value, String> {
+    let mut p = Parser {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let v = p.tree(0)?;
+    p.skip_ws();
+    if p.pos != p.bytes.len() {
+        return Err(p.error("trailing data"));
+    }
+    Ok(v)
 }
 
 struct Parser<'a> {
@@ -195,8 +265,8 @@ impl Parser<'_> {
         }
         let text =
             std::str::from_utf8(self.bytes.get(start..self.pos).unwrap_or(&[])).unwrap_or("");
-        match text.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(()),
+        match crate::decimal::overflows_f64(text) {
+            Some(false) => Ok(()),
             _ => Err(self.error("number out of range")),
         }
     }
@@ -254,6 +324,66 @@ impl Parser<'_> {
         }
     }
 
+    /// A value, kept (`value` checks and skips one).
+    fn tree(&mut self, depth: usize) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        self.skip_ws();
+        let start = self.pos;
+        match self.peek() {
+            Some(b'"') => self.string().map(Value::String),
+            Some(b'{') => {
+                self.pos += 1;
+                let mut members = Vec::new();
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                    return Ok(Value::Object(members));
+                }
+                loop {
+                    self.skip_ws();
+                    let key = self.string()?;
+                    self.skip_ws();
+                    self.expect(b':')?;
+                    members.push((key, self.tree(depth + 1)?));
+                    self.skip_ws();
+                    match self.next() {
+                        Some(b',') => continue,
+                        Some(b'}') => return Ok(Value::Object(members)),
+                        _ => return Err(self.error("expected ',' or '}'")),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                loop {
+                    items.push(self.tree(depth + 1)?);
+                    self.skip_ws();
+                    match self.next() {
+                        Some(b',') => continue,
+                        Some(b']') => return Ok(Value::Array(items)),
+                        _ => return Err(self.error("expected ',' or ']'")),
+                    }
+                }
+            }
+            Some(b't') => self.literal(b"true").map(|()| Value::Bool(true)),
+            Some(b'f') => self.literal(b"false").map(|()| Value::Bool(false)),
+            Some(b'n') => self.literal(b"null").map(|()| Value::Null),
+            _ => {
+                self.value(depth)?;
+                let text = self.bytes.get(start..self.pos).unwrap_or(&[]);
+                Ok(Value::Number(String::from_utf8_lossy(text).into_owned()))
+            }
+        }
+    }
+
     fn literal(&mut self, word: &[u8]) -> Result<(), String> {
         if self.bytes.get(self.pos..self.pos + word.len()) == Some(word) {
             self.pos += word.len();
@@ -266,7 +396,30 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::top_level_string;
+    use super::{Value, parse, top_level_string};
+
+    #[test]
+    fn parses_values() {
+        let v = parse(r#" {"a": [1, -2.5e3, true, null, "x\u0041"], "b": {"c": false}, "d": 7} "#)
+            .unwrap();
+        let a = v.get("a").unwrap().items();
+        assert_eq!(a[0], Value::Number("1".into()));
+        assert_eq!(a[1], Value::Number("-2.5e3".into()));
+        assert_eq!(a[2].bool(), Some(true));
+        assert_eq!(a[3], Value::Null);
+        assert_eq!(a[4].str(), Some("xA"));
+        assert_eq!(
+            v.get("b").and_then(|b| b.get("c")).and_then(Value::bool),
+            Some(false)
+        );
+        assert_eq!(v.get("d").and_then(Value::u64), Some(7));
+        assert!(v.get("zz").is_none());
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "1 2", "tru", "-"] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse(&deep).is_err());
+    }
 
     #[test]
     fn reads_top_level_strings_only() {

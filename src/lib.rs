@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod cmdline;
 pub mod config;
+mod decimal;
 pub mod digest;
 pub mod execute;
 pub mod features;
@@ -20,6 +21,8 @@ pub mod mount;
 pub mod physroot;
 pub mod plan;
 pub mod repo;
+pub mod status;
+pub mod tpm;
 pub mod verdict;
 pub mod verity;
 
@@ -42,6 +45,11 @@ pub mod exit {
     pub const REFUSED: u8 = 4;
     /// A mount step failed, or the kernel lacks a needed feature; everything was undone.
     pub const MOUNT: u8 = 5;
+    /// `[tpm] measure = "required"` and the image could not be measured (no TPM, or a TPM
+    /// error); everything was undone.
+    pub const TPM: u8 = 6;
+    /// `--status`: there is no status record (this system was not set up by us).
+    pub const NO_STATUS: u8 = 1;
 }
 
 /// What the command line of the binary asks for.
@@ -59,6 +67,10 @@ pub struct Options {
     pub root_fs: Option<PathBuf>,
     /// Print the plan, mount nothing.
     pub dry_run: bool,
+    /// Where the status record is written.
+    pub status_path: PathBuf,
+    /// The TPM device (test-only `--tpm-device`; [`tpm::DEVICE`] otherwise).
+    pub tpm_device: PathBuf,
     /// Test-only mount-path overrides.
     pub overrides: Overrides,
 }
@@ -99,6 +111,26 @@ pub enum RunError {
         "cannot probe the kernel's mount features: {0} (cfs-setup-root must run as root, with CAP_SYS_ADMIN)"
     )]
     Probe(std::io::Error),
+    /// `--target` already has a root mounted on it.
+    #[error(
+        "{} already has {mounted} mounted on it (a soft reboot staged earlier?): `systemctl soft-reboot` switches to it, `umount -R {}` drops it; then stage again",
+        target.display(),
+        target.display()
+    )]
+    TargetBusy {
+        /// The target.
+        target: PathBuf,
+        /// What is mounted there.
+        mounted: String,
+    },
+    /// `--target` is not a directory and cannot be made one.
+    #[error("--target {}: {source} (give a directory, e.g. /run/nextroot for systemctl soft-reboot)", target.display())]
+    TargetDir {
+        /// The target.
+        target: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A step failed (and was undone).
     #[error("{0}")]
     Step(#[from] Box<execute::StepError>),
@@ -122,8 +154,12 @@ impl RunError {
             RunError::Cmdline { .. } | RunError::Config { .. } => exit::USAGE,
             RunError::NoUsableImage(_) | RunError::Repository(_) => exit::NO_IMAGE,
             RunError::Refused(_) => exit::REFUSED,
-            RunError::Feature(_) | RunError::Probe(_) => exit::MOUNT,
+            RunError::Feature(_)
+            | RunError::Probe(_)
+            | RunError::TargetBusy { .. }
+            | RunError::TargetDir { .. } => exit::MOUNT,
             RunError::Step(e) if e.cause.is_refusal() => exit::REFUSED,
+            RunError::Step(e) if matches!(e.cause, execute::ExecError::Tpm(_)) => exit::TPM,
             RunError::Step(_) => exit::MOUNT,
         }
     }
@@ -142,6 +178,7 @@ pub enum Outcome {
 
 /// Runs the whole setup.
 pub fn run(opts: &Options) -> Result<Outcome, RunError> {
+    let started = std::time::Instant::now();
     let text = match &opts.cmdline {
         Some(text) => text.clone(),
         None => {
@@ -184,18 +221,19 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
 
     // `--root-fs`: the tree stands in for the image, and the first composefs argument names
     // the deployment (the peer's meaning); no repository is opened.
-    let (repo, image, index) = match &opts.root_fs {
+    let (repo, image, index, skipped) = match &opts.root_fs {
         Some(tree) => {
             ::log::info!(
                 "booting the tree {} ({}, --root-fs)",
                 tree.display(),
                 kargs.selectors[0].arg
             );
-            (None, None, 0)
+            (None, None, 0, Vec::new())
         }
         None => {
-            let (repo, image, index) = open_chosen_image(opts, &kargs.selectors, malformed)?;
-            (Some(repo), Some(image), index)
+            let (repo, image, index, skipped) =
+                open_chosen_image(opts, &kargs.selectors, malformed)?;
+            (Some(repo), Some(image), index, skipped)
         }
     };
     let selector = &kargs.selectors[index];
@@ -241,18 +279,64 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         volatile_state: kargs.volatile_state,
         gpt_auto_root: gpt_auto_root(&opts.sysroot),
         staging: staging_dir(),
+        tpm_device: opts.tpm_device.clone(),
     };
     let plan = plan::plan(&inputs);
     if opts.dry_run {
         return Ok(Outcome::DryRun(plan));
     }
     ::log::info!("plan: {} steps, {}", plan.steps.len(), plan.strategy);
+    // `--target`: a free directory, created when missing (and removed again on failure).
+    let created_target = match &opts.target {
+        Some(target) => prepare_target(target)?,
+        None => None,
+    };
+    let (image_path, image_size) = match (&image, &opts.root_fs) {
+        (Some(image), _) => (image.path().to_path_buf(), image.size()),
+        (None, Some(tree)) => (tree.clone(), 0),
+        (None, None) => (PathBuf::new(), 0),
+    };
     let resources = execute::Resources {
         repo,
         image,
         sysroot_fd,
     };
-    execute::execute(&plan, resources)?;
+    let survey_usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let report = match execute::execute(&plan, resources) {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(dir) = created_target {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e.into());
+        }
+    };
+    // A staged soft reboot: the record becomes the staged root's, the running root's is
+    // kept beside it (`/run` survives the soft reboot, so afterwards the record is right).
+    let (setup, previous) = match &opts.target {
+        Some(_) => (
+            status::Setup::SoftReboot,
+            Some(opts.status_path.with_file_name("previous.json")),
+        ),
+        None => (status::Setup::Boot, None),
+    };
+    let facts = status::Facts {
+        setup,
+        selector,
+        image_path: &image_path,
+        image_size,
+        skipped,
+        tpm_policy: config.tpm_measure,
+        survey_usec,
+    };
+    let record = status::build(&plan, &report, &facts);
+    match record.write(&opts.status_path, previous.as_deref()) {
+        Ok(()) => ::log::info!("status record: {}", opts.status_path.display()),
+        Err(e) => ::log::warn!(
+            "could not write the status record {}: {e}",
+            opts.status_path.display()
+        ),
+    }
     ::log::info!(
         "done: {} is the composefs root {}, ready for switch_root",
         target.display(),
@@ -261,12 +345,21 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     Ok(Outcome::Done(plan))
 }
 
+/// The repository, the chosen image, its selector's index, and the selectors passed over
+/// (argument, reason).
+type ChosenImage = (
+    repo::Repository,
+    repo::ImageFile,
+    usize,
+    Vec<(String, String)>,
+);
+
 /// Opens the repository and the image of the first selector it has.
 fn open_chosen_image(
     opts: &Options,
     selectors: &[cmdline::ImageSelector],
     malformed: impl Fn() -> Vec<(String, SkipReason)>,
-) -> Result<(repo::Repository, repo::ImageFile, usize), RunError> {
+) -> Result<ChosenImage, RunError> {
     let repo = repo::Repository::open(&opts.sysroot).map_err(RunError::Repository)?;
     match repo.algorithm() {
         Some(a) => ::log::info!("repository {} uses fsverity-{a}-12", repo.path().display()),
@@ -303,10 +396,35 @@ fn open_chosen_image(
         image.size(),
         if selector.insecure { ", insecure" } else { "" }
     );
-    Ok((repo, image, index))
+    let skipped = skipped
+        .iter()
+        .map(|(arg, why)| (arg.clone(), why.to_string()))
+        .collect();
+    Ok((repo, image, index, skipped))
 }
 
 use std::os::fd::AsFd;
+
+/// `--target`: refuses a directory that already has a root mounted on it (an earlier staging
+/// not yet switched to), rather than stacking a second root over it; creates a missing one
+/// (`/run/nextroot` does not exist until something stages a soft reboot) and returns it.
+fn prepare_target(target: &Path) -> Result<Option<PathBuf>, RunError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(mounted) = status::source_at(&info, target) {
+        return Err(RunError::TargetBusy {
+            target: target.to_path_buf(),
+            mounted,
+        });
+    }
+    match std::fs::create_dir(target) {
+        Ok(()) => Ok(Some(target.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && target.is_dir() => Ok(None),
+        Err(source) => Err(RunError::TargetDir {
+            target: target.to_path_buf(),
+            source,
+        }),
+    }
+}
 
 /// `/dev/gpt-auto-root` exists: the physical root's device numbers, for
 /// `/run/systemd/volatile-root` (systemd#35017).

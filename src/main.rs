@@ -62,6 +62,7 @@ fn real_main(args: Vec<String>) -> u8 {
             println!("cfs-setup-root {}", env!("CARGO_PKG_VERSION"));
             return exit::OK;
         }
+        Ok(Parsed::Status { json, path }) => return show_status(&path, json),
         Err(e) => {
             eprintln!("cfs-setup-root: {e}\n\n{USAGE}");
             return exit::USAGE;
@@ -107,4 +108,31 @@ fn exec(command: &[String]) -> u8 {
     let error = std::io::Error::last_os_error();
     log::error!("error: cannot run {program}: {error}");
     exit::USAGE
+}
+
+/// `--status`: the record for a person, or as it is.
+#[cfg_attr(test, allow(dead_code))]
+fn show_status(path: &std::path::Path, json: bool) -> u8 {
+    use cfs_setup_root::status;
+    match status::read(path) {
+        Ok((text, _)) if json => {
+            print!("{text}");
+            exit::OK
+        }
+        Ok((_, value)) => {
+            print!(
+                "{}",
+                status::human(&value, status::running_root_source().as_deref())
+            );
+            exit::OK
+        }
+        Err(e @ status::StatusError::Missing { .. }) => {
+            eprintln!("cfs-setup-root: {e}");
+            exit::NO_STATUS
+        }
+        Err(e) => {
+            eprintln!("cfs-setup-root: {e}");
+            exit::USAGE
+        }
+    }
 }

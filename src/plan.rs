@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::cmdline::ImageSelector;
-use crate::config::{Config, EtcMode, MountMode};
+use crate::config::{Config, EtcMode, MountMode, TpmMeasure};
 use crate::digest::{Algorithm, Digest};
 use crate::features::{Assembly, ErofsBacking, MountStrategy};
 use crate::physroot::PhysicalRoot;
@@ -145,6 +145,22 @@ pub enum Step {
         /// Final path, for messages.
         target: PathBuf,
     },
+    /// Extend a TPM PCR with the image's identity, and log the event. Always the last step:
+    /// a PCR cannot be un-extended, so it is measured only once nothing else can fail.
+    MeasureImage {
+        /// The TPM device.
+        device: PathBuf,
+        /// The PCR.
+        pcr: u32,
+        /// The measured string, `composefs:<hex>`.
+        event: String,
+        /// Insecure selectors: what is measured instead when the root did not get
+        /// `verity=require` (`composefs-insecure:<hex>`): an image whose objects the kernel
+        /// does not check must not share the verified image's PCR value.
+        unverified_event: Option<String>,
+        /// `[tpm] measure = "required"`: no TPM or a TPM error refuses the boot.
+        required: bool,
+    },
     /// Point `/run/systemd/volatile-root` at the physical root's block device.
     VolatileRootLink {
         /// The link to create.
@@ -203,6 +219,8 @@ pub struct Inputs<'a> {
     pub physical: PhysicalRoot,
     /// Where attach-first paths may create their private staging directory.
     pub staging: PathBuf,
+    /// The TPM device ([`crate::tpm::DEVICE`]; tests name another).
+    pub tpm_device: PathBuf,
 }
 
 /// Builds the plan.
@@ -319,6 +337,25 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             target: format!("/dev/block/{major}:{minor}"),
         });
     }
+    if cfg.tpm_measure != TpmMeasure::Off && inputs.root_fs.is_some() {
+        // The tree is not the image: measuring the image's name would lie.
+        warnings.push(format!(
+            "--root-fs: nothing is measured into TPM PCR {} ([tpm] measure = \"{}\"): the tree is not the image composefs:{hex}",
+            crate::tpm::IMAGE_PCR,
+            cfg.tpm_measure
+        ));
+    } else if cfg.tpm_measure != TpmMeasure::Off {
+        steps.push(Step::MeasureImage {
+            device: inputs.tpm_device.clone(),
+            pcr: crate::tpm::IMAGE_PCR,
+            event: format!("composefs:{hex}"),
+            unverified_event: inputs
+                .selector
+                .insecure
+                .then(|| format!("composefs-insecure:{hex}")),
+            required: cfg.tpm_measure == TpmMeasure::Required,
+        });
+    }
     Plan {
         sysroot: inputs.sysroot.to_path_buf(),
         target: inputs.target.to_path_buf(),
@@ -370,6 +407,19 @@ fn state_steps(
 /// A path relative to the state directory, as the admin sees it (`state/deploy/...`).
 fn state_path(rel: &Path) -> String {
     Path::new(STATE_DIR).join(rel).display().to_string()
+}
+
+/// The string a [`Step::MeasureImage`] extends the PCR with: what the kernel enforces decides
+/// the identity measured (an insecure root without `verity=require` gets its own name).
+pub fn measured_event<'a>(
+    event: &'a str,
+    unverified_event: &'a Option<String>,
+    verity_require: bool,
+) -> &'a str {
+    match unverified_event {
+        Some(other) if !verity_require => other,
+        _ => event,
+    }
 }
 
 /// Why the command line named no image we can boot.
@@ -474,6 +524,29 @@ pub fn choose_image<T, E>(
 
 fn perm(mode: u32) -> String {
     format!("{mode:04o}")
+}
+
+impl Step {
+    /// A short name, for the status record's phases.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::VerifyImage { .. } => "verify",
+            Step::MountErofs { .. } => "mount-erofs",
+            Step::MountComposefs { .. } => "mount-composefs",
+            Step::ClonePhysicalRoot { .. } => "clone-physical-root",
+            Step::RemountPhysicalRootWritable { .. } => "remount-physical-root-rw",
+            Step::OpenStateView { .. } => "open-state-view",
+            Step::AttachRoot { .. } => "attach-root",
+            Step::CloneRootTree { .. } => "clone-root-tree",
+            Step::TransientRoot { .. } => "transient-root",
+            Step::MountPhysicalRoot { .. } => "mount-physical-root",
+            Step::CreateStateDir { .. } => "create-state-dir",
+            Step::MountState { name: "etc", .. } => "mount-etc",
+            Step::MountState { .. } => "mount-var",
+            Step::VolatileRootLink { .. } => "volatile-root-link",
+            Step::MeasureImage { .. } => "tpm-measure",
+        }
+    }
 }
 
 impl fmt::Display for Step {
@@ -592,6 +665,26 @@ impl fmt::Display for Step {
             Step::VolatileRootLink { link, target } => {
                 write!(f, "link {} -> {target} (best effort)", link.display())
             }
+            Step::MeasureImage {
+                device,
+                pcr,
+                event,
+                unverified_event,
+                required,
+            } => write!(
+                f,
+                "measure {event}{} into TPM PCR {pcr} through {}, every bank, and log it ({})",
+                match unverified_event {
+                    Some(other) => format!(" ({other} if the root lacks verity=require)"),
+                    None => String::new(),
+                },
+                device.display(),
+                if *required {
+                    "required: no TPM or a TPM error refuses the boot"
+                } else {
+                    "auto: without a TPM, or on a TPM error, one warning and the boot goes on"
+                }
+            ),
         }
     }
 }
@@ -655,6 +748,7 @@ mod tests {
             gpt_auto_root: None,
             physical: PhysicalRoot::default(),
             staging: PathBuf::from("/run/cfs-setup-root.1"),
+            tpm_device: PathBuf::from("/dev/tpmrm0"),
         };
         f(&mut inputs);
         plan(&inputs).to_string().replace(HEX, "H")
@@ -683,6 +777,7 @@ step 9: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/dep
 step 10: ensure state directory state/deploy/H/var exists (mode 0755 if created)
 step 11: mount /var on /sysroot/var: bind of state/deploy/H/var
 step 12: attach the new root on /sysroot
+step 13: measure composefs:H into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
 ";
         assert_eq!(got, want);
     }
@@ -718,6 +813,7 @@ step 11: mount /etc on /sysroot/etc: overlay of the image's /etc, upper state/de
 step 12: ensure state directory state/deploy/H/var exists (mode 0755 if created)
 step 13: mount /var on /sysroot/var: bind of state/deploy/H/var
 step 14: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
+step 15: measure composefs:H (composefs-insecure:H if the root lacks verity=require) into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (auto: without a TPM, or on a TPM error, one warning and the boot goes on)
 ";
         assert_eq!(got, want);
     }
@@ -732,6 +828,7 @@ step 14: link /run/systemd/volatile-root -> /dev/block/259:3 (best effort)
         };
         let config = Config {
             check_digest: false,
+            tpm_measure: TpmMeasure::Required,
             ..Config::default()
         };
         let got = render(&selector(true), &config, k, EtcState::Populated, |i| {
@@ -748,6 +845,7 @@ step 6: attach the new root on /sysroot
 step 7: mount the physical root at /sysroot/sysroot
 step 8: ensure state directory state/deploy/H/etc exists (mode 0755 if created)
 step 9: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
+step 10: measure composefs:H (composefs-insecure:H if the root lacks verity=require) into TPM PCR 15 through /dev/tpmrm0, every bank, and log it (required: no TPM or a TPM error refuses the boot)
 ";
         assert_eq!(got, want);
     }
@@ -770,6 +868,7 @@ step 9: mount /etc on /sysroot/etc: bind of state/deploy/H/etc
         });
         let want = "\
 plan for /sysroot at /run/next: image sha256:H, attach-first assembly, file-backed erofs (loop device fallback), layers as paths
+warning: --root-fs: nothing is measured into TPM PCR 15 ([tpm] measure = \"auto\"): the tree is not the image composefs:H
 step 1: clone the tree /srv/tree read-only as the root (--root-fs: no image, nothing verified)
 step 2: clone the physical root /sysroot with the mounts beneath it (read-only, private)
 step 3: open a writable, private view of /sysroot for the state directories, staged at /run/cfs-setup-root.1/state
@@ -791,11 +890,32 @@ step 11: mount /var on /run/next/var: bind of state/deploy/H/var
             EtcState::OverlayDirs,
             |i| i.target = Path::new("/run/next"),
         );
+        let last: Vec<&str> = got.lines().rev().take(2).collect();
         assert!(
-            got.ends_with(": attach the new root on /run/next\n"),
+            last[1].ends_with(": attach the new root on /run/next"),
+            "{got}"
+        );
+        // A staged root is measured like a booted one (the soft reboot resets no PCR).
+        assert!(
+            last[0].contains("measure composefs:H into TPM PCR 15"),
             "{got}"
         );
         assert!(!got.contains("on /sysroot"), "{got}");
+    }
+
+    #[test]
+    fn insecure_roots_without_verity_are_measured_as_such() {
+        let secure = None;
+        let insecure = Some("composefs-insecure:H".to_string());
+        assert_eq!(measured_event("composefs:H", &secure, true), "composefs:H");
+        assert_eq!(
+            measured_event("composefs:H", &insecure, true),
+            "composefs:H"
+        );
+        assert_eq!(
+            measured_event("composefs:H", &insecure, false),
+            "composefs-insecure:H"
+        );
     }
 
     #[test]
@@ -803,6 +923,7 @@ step 11: mount /var on /run/next/var: bind of state/deploy/H/var
         let config = Config {
             etc: EtcMode::Fixed(MountMode::Transient),
             var: MountMode::None,
+            tpm_measure: TpmMeasure::Off,
             ..Config::default()
         };
         let got = render(
@@ -815,6 +936,7 @@ step 11: mount /var on /run/next/var: bind of state/deploy/H/var
         assert!(got.contains("mount /etc on /sysroot/etc: transient overlay of the image's /etc"));
         assert!(!got.contains("/var"), "{got}");
         assert!(!got.contains("state directory"), "{got}");
+        assert!(!got.contains("TPM"), "{got}");
     }
 
     #[test]

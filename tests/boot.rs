@@ -389,8 +389,14 @@ fn dry_run_prints_the_plan_and_mounts_nothing() {
             .iter()
             .any(|l| l.contains(&format!("mount overlay composefs:{}", repo.hex)))
     );
+    // The root is attached, then (last: a PCR cannot be un-extended) measured.
     assert!(
-        lines.last().unwrap().contains("attach the new root"),
+        lines[lines.len() - 2].contains("attach the new root"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines.last().unwrap().contains("into TPM PCR 15"),
         "{}",
         run.stdout
     );

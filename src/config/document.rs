@@ -16,7 +16,7 @@
 //! deep and a key has at most [`MAX_DEPTH`] parts, as in the `toml` crate, so no input
 //! exhausts the stack; everything else is linear in the size of the file.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use toml_parser::decoder::ScalarKind;
 use toml_parser::parser::{Event, EventKind, RecursionGuard, ValidateWhitespace};
@@ -42,7 +42,7 @@ pub struct Document<'a> {
 #[derive(Debug, Default)]
 pub struct Table {
     entries: Vec<Entry>,
-    index: HashMap<String, usize>,
+    index: BTreeMap<String, usize>,
     /// Created as a prefix of a header or a dotted key, not (yet) defined itself.
     implicit: bool,
     /// Extended by dotted keys: it can no longer get a `[header]`.
@@ -579,15 +579,17 @@ impl Builder<'_, '_> {
             }
             ScalarKind::Float => {
                 // As the `toml` crate: a float may not round to infinity unless written so.
-                match decoded.parse::<f64>() {
-                    Ok(f) if !f.is_infinite() || decoded.ends_with("inf") => Value::Float,
-                    _ => {
-                        return Err(self.error_at(
-                            at,
-                            format!("float {} is out of range", quote(raw.as_str(), 40)),
-                        ));
-                    }
+                let unsigned = decoded.trim_start_matches(['+', '-']);
+                let finite = unsigned == "inf"
+                    || unsigned == "nan"
+                    || crate::decimal::overflows_f64(&decoded) == Some(false);
+                if !finite {
+                    return Err(self.error_at(
+                        at,
+                        format!("float {} is out of range", quote(raw.as_str(), 40)),
+                    ));
                 }
+                Value::Float
             }
             ScalarKind::Integer(radix) => match integer(&decoded, radix.value()) {
                 Some(value) => Value::Integer(value),

@@ -255,6 +255,10 @@ pub fn repo256() -> &'static Repo {
 pub struct Sysroot {
     /// Its path on the host (and in the namespace).
     pub path: PathBuf,
+    /// Where the binary writes its status record.
+    pub status: PathBuf,
+    /// The TPM device the binary is pointed at (absent).
+    pub no_tpm: PathBuf,
 }
 
 impl Sysroot {
@@ -266,7 +270,11 @@ impl Sysroot {
             .arg("-al")
             .arg(&repo.dir)
             .arg(path.join("composefs")));
-        Sysroot { path }
+        Sysroot {
+            status: path.with_extension("status.json"),
+            no_tpm: path.with_extension("no-tpm"),
+            path,
+        }
     }
 
     /// `<sysroot>/composefs/images/<hex>`.
@@ -284,9 +292,13 @@ impl Sysroot {
         object
     }
 
-    /// The binary's arguments for this sysroot: `--sysroot`, `--cmdline karg`, then `extra`.
+    /// The binary's arguments for this sysroot: `--sysroot`, `--cmdline karg`, the status
+    /// record beside the sysroot and a TPM that does not exist (a host test never extends
+    /// the host's PCRs), then `extra`.
     pub fn args<'a>(&'a self, karg: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["--sysroot", self.path.to_str().unwrap(), "--cmdline", karg];
+        args.extend_from_slice(&["--status-file", self.status.to_str().unwrap()]);
+        args.extend_from_slice(&["--tpm-device", self.no_tpm.to_str().unwrap()]);
         args.extend_from_slice(extra);
         args
     }

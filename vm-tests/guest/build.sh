@@ -82,8 +82,21 @@ full)
 	: >/mnt/a/cfstest/digests.env
 	step cfsctl init --algorithm fsverity-sha256-12 /mnt/a/composefs
 	t0=$(date +%s)
-	import /mnt/a/composefs /mnt/a/import/root ROOT >/dev/null
+	root=$(import /mnt/a/composefs /mnt/a/import/root ROOT)
 	echo "CFSTEST: import took $(($(date +%s) - t0)) s"
+	# Image B (soft reboot, TPM): the same root with another image name, so
+	# only the image and one object are new.
+	if [ -f /mnt/a/import/root/usr/lib/cfstest/image ]; then
+		echo B >/mnt/a/import/root/usr/lib/cfstest/image
+		t0=$(date +%s)
+		import /mnt/a/composefs /mnt/a/import/root ROOT_B >/dev/null
+		echo "CFSTEST: import of B took $(($(date +%s) - t0)) s"
+		# A tampered entry: images/<T> leads to image A's object, whose
+		# digest is not T (staging it must be refused).
+		tampered=$(printf '%s' "$root" | tr 0-9a-f 1-9a-f0)
+		ln -s "$(readlink "/mnt/a/composefs/images/$root")" "/mnt/a/composefs/images/$tampered"
+		echo "CFSTEST-DIGEST TAMPERED $tampered" >&2
+	fi
 	rm -rf /mnt/a/import
 	umount /mnt/a
 	;;

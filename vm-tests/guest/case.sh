@@ -183,8 +183,10 @@ expect_assembly() {
 		;;
 	*) bad "unknown mount path '$1'" ;;
 	esac
+	# Staging directories (cfs-setup-root.<pid>) must be gone; the status
+	# record's directory (cfs-setup-root) is meant to stay.
 	ls /run >/tmp/run.list
-	grep -q 'cfs-setup-root' /tmp/run.list && bad "left in /run: $(grep 'cfs-setup-root' /tmp/run.list | tr '\n' ' ')"
+	grep -q '^cfs-setup-root\.' /tmp/run.list && bad "left in /run: $(grep '^cfs-setup-root\.' /tmp/run.list | tr '\n' ' ')"
 }
 
 # expect_ro_physical_root: the physical root at /sysroot is mounted read-only

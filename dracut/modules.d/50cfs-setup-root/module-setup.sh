@@ -22,6 +22,9 @@ installkernel() {
     # erofs for the image, overlay for the root and /etc, loop for kernels
     # that cannot mount erofs from a file. Some may be built in.
     hostonly='' instmods erofs overlay loop
+    # The TPM drivers, for the PCR 15 measurement (built in on Debian; missing
+    # ones are skipped).
+    hostonly='' instmods tpm_tis tpm_crb
 }
 
 install() {
