@@ -87,7 +87,10 @@ fast_base_build() {
 	copy_with_libs "$(command -v fsverity)" "$r" /usr/bin/fsverity
 	kernel_install_modules "$r" "${FAST_MODULES[@]}"
 	install -m 0755 "$VM_TESTS/guest/init" "$r/init"
-	install -m 0644 "$VM_TESTS/guest/case.sh" "$VM_TESTS/guest/build.sh" "$r/lib/cfstest/"
+	install -m 0644 "$VM_TESTS/guest/case.sh" "$VM_TESTS/guest/build.sh" "$VM_TESTS/guest/mkosi.sh" \
+		"$r/lib/cfstest/"
+	# One process enables fs-verity on a whole repository (mkosi disks).
+	cc -static -O2 -Wall -o "$r/usr/bin/verity-enable" "$VM_TESTS/guest/verity-enable.c"
 	cpio_of "$r" "$dir/base.cpio"
 	rm -rf "$r"
 }
@@ -115,14 +118,15 @@ fast_disks_build() {
 # builder_boot DIR BUILD TIMEOUT DISK...: boots the builder guest (the base and cfsctl
 # archives) with cfstest.build=BUILD on DISK..., where it writes the repositories with real
 # fs-verity; logs to DIR/build.log and keeps the digests it reports in DIR/digests.env.
+# BUILDER_MODE names the guest script (guest/<mode>.sh; default build).
 builder_boot() {
-	local dir=$1 build=$2 timeout=$3 log=$1/build.log disk drives=()
+	local dir=$1 build=$2 timeout=$3 log=$1/build.log disk drives=() mode=${BUILDER_MODE:-build}
 	shift 3
 	for disk in "$@"; do drives+=(-drive "file=$disk,format=raw,if=virtio"); done
 	cat "$FAST_BASE/base.cpio" "$FAST_CFSCTL/cfsctl.cpio" >"$dir/builder.cpio"
 	vm_boot "$log" "$timeout" 'CFSTEST-END' 5 \
 		-kernel "$KERNEL_IMAGE" -initrd "$dir/builder.cpio" \
-		-append "$GUEST_KARGS loglevel=4 cfstest.mode=build cfstest.build=$build" \
+		-append "$GUEST_KARGS loglevel=4 cfstest.mode=$mode cfstest.build=$build" \
 		"${drives[@]}" || true
 	rm -f "$dir/builder.cpio"
 	say "$build disk: builder boot took ${BOOT_SECONDS}s"
