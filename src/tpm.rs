@@ -753,9 +753,9 @@ pub fn measure(tpm: &mut dyn Transport, pcr: u32, event: &str) -> Result<Measure
                 why: format!("no digest for the {alg} bank, where PCR {pcr} is allocated"),
             });
         };
-        if let Some(ours) = alg.hash(event.as_bytes())
-            && ours != d.digest
-        {
+        // (No let-chain: rust-version 1.85.)
+        let ours = alg.hash(event.as_bytes());
+        if let Some(ours) = ours.filter(|ours| *ours != d.digest) {
             return Err(TpmError::DigestMismatch {
                 alg,
                 event: event.to_string(),

@@ -58,6 +58,7 @@ itools_disk_build() {
 	# Installed the way a package or an image recipe would.
 	DESTDIR=$root "$REPO/initramfs-tools/install" "$BIN"
 	install -D -m 0755 "$VM_TESTS/guest/full/report" "$root/usr/lib/cfstest/report"
+	install -D -m 0644 "$VM_TESTS/guest/full/tpm-cases" "$root/usr/lib/cfstest/tpm-cases"
 	install -D -m 0644 "$VM_TESTS/guest/full/cfstest-report.service" \
 		"$root/usr/lib/systemd/system/cfstest-report.service"
 	mkdir -p "$root/usr/lib/systemd/system/multi-user.target.wants"
