@@ -23,6 +23,7 @@ use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::MountAttrFlags;
 
+use crate::dataflow::{Handle, Handles, OrderError};
 use crate::digest::{Digest, compute_fsverity_digest};
 use crate::features::{Assembly, ErofsBacking};
 use crate::loopdev::{LoopDevice, LoopError};
@@ -119,6 +120,19 @@ pub enum ExecError {
     /// `[tpm] measure = "required"` and the image could not be measured.
     #[error("{0} ([tpm] measure = \"required\" refuses to boot an unmeasured image)")]
     Tpm(#[from] TpmError),
+    /// The plan's order leaves a step without what it needs (checked before anything runs).
+    #[error("{0}")]
+    Order(#[from] OrderError),
+    /// A step left other handles than its declared flow says ([`crate::plan::Step::flow`]).
+    #[error(
+        "internal error: after this step the setup holds {held}, but the plan was checked for {expected} (please report this with the output of --dry-run)"
+    )]
+    Flow {
+        /// What the run holds.
+        held: Handles,
+        /// What the plan's check predicted.
+        expected: Handles,
+    },
     /// A failure injected by the test-only `fault-injection` feature.
     #[error("failure injected before this step (CFS_SETUP_ROOT_FAIL_AT)")]
     Injected,
@@ -219,6 +233,9 @@ pub struct Report {
     pub timings: Vec<(&'static str, u64)>,
 }
 
+/// One run of a plan. The handle slots (`verified` to `state_view`) are filled and emptied
+/// by the steps in the order `dataflow::check` proved for the plan before the first step, and
+/// compared with that proof after every step ([`Run::held`]).
 struct Run<'p> {
     plan: &'p Plan,
     res: Resources,
@@ -250,14 +267,24 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<Report, Box<StepError>> {
         state_view: None,
         state: None,
     };
+    let expected = plan.check_order().map_err(|e| {
+        Box::new(StepError {
+            number: e.number,
+            step: e.step.clone(),
+            cause: e.into(),
+            undo_failures: Vec::new(),
+        })
+    })?;
     for warning in &plan.warnings {
         log::warn!("{warning}");
     }
-    for (i, step) in plan.steps.iter().enumerate() {
+    for ((i, step), expected) in plan.steps.iter().enumerate().zip(expected) {
         let number = i + 1;
         log::info!("step {number}: {step}");
         let started = std::time::Instant::now();
-        let result = injected(number).and_then(|()| run.step(step));
+        let result = injected(number)
+            .and_then(|()| run.step(step))
+            .and_then(|()| run.held_as(expected));
         let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         run.report.timings.push((step.name(), usec));
         if let Err(cause) = result {
@@ -319,6 +346,30 @@ struct Layers<'a> {
 const PROGRESS_STEP: u64 = 128 << 20;
 
 impl Run<'_> {
+    /// The handles the run holds now.
+    fn held(&self) -> Handles {
+        let slots = [
+            (Handle::Verdict, self.verified.is_some()),
+            (Handle::Erofs, self.erofs.is_some()),
+            (Handle::ImageTree, self.composefs.is_some()),
+            (Handle::Root, self.root.is_some()),
+            (Handle::PhysicalClone, self.physical.is_some()),
+            (Handle::StateView, self.state_view.is_some()),
+        ];
+        let held: Vec<Handle> = slots.iter().filter(|s| s.1).map(|s| s.0).collect();
+        Handles::of(&held)
+    }
+
+    /// Fails when the run holds other handles than the plan's check predicted.
+    fn held_as(&self, expected: Handles) -> Result<(), ExecError> {
+        let held = self.held();
+        if held == expected {
+            Ok(())
+        } else {
+            Err(ExecError::Flow { held, expected })
+        }
+    }
+
     fn attach_first(&self) -> bool {
         self.plan.strategy.assembly != Assembly::Detached
     }
@@ -1008,6 +1059,8 @@ fn path_str(p: &Path) -> Result<String, ExecError> {
     })
 }
 
+/// A slot found empty: unreachable for a plan that passed `dataflow::check`, kept so that a
+/// slip is an error and an undo, never a panic.
 fn missing(what: &'static str) -> ExecError {
     ExecError::Io {
         what: "internal: step order left no",

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod cmdline;
 pub mod config;
+pub mod dataflow;
 mod decimal;
 pub mod digest;
 pub mod execute;
@@ -43,7 +44,8 @@ pub mod exit {
     /// `[image] max-size`, or an entry that leads out of the repository or the state
     /// directory.
     pub const REFUSED: u8 = 4;
-    /// A mount step failed, or the kernel lacks a needed feature; everything was undone.
+    /// A mount step failed, or the kernel lacks a needed feature (or, a bug, the plan is
+    /// in an order its steps cannot run in); everything was undone.
     pub const MOUNT: u8 = 5;
     /// `[tpm] measure = "required"` and the image could not be measured (no TPM, or a TPM
     /// error); everything was undone.
@@ -111,6 +113,9 @@ pub enum RunError {
         "cannot probe the kernel's mount features: {0} (cfs-setup-root must run as root, with CAP_SYS_ADMIN)"
     )]
     Probe(std::io::Error),
+    /// The plan's order leaves a step without what it needs (a bug: nothing was mounted).
+    #[error("{0}")]
+    Plan(dataflow::OrderError),
     /// `--target` already has a root mounted on it.
     #[error(
         "{} already has {mounted} mounted on it (a soft reboot staged earlier?): `systemctl soft-reboot` switches to it, `umount -R {}` drops it; then stage again",
@@ -156,6 +161,7 @@ impl RunError {
             RunError::Refused(_) => exit::REFUSED,
             RunError::Feature(_)
             | RunError::Probe(_)
+            | RunError::Plan(_)
             | RunError::TargetBusy { .. }
             | RunError::TargetDir { .. } => exit::MOUNT,
             RunError::Step(e) if e.cause.is_refusal() => exit::REFUSED,
@@ -282,6 +288,7 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         tpm_device: opts.tpm_device.clone(),
     };
     let plan = plan::plan(&inputs);
+    plan.check_order().map_err(RunError::Plan)?;
     if opts.dry_run {
         return Ok(Outcome::DryRun(plan));
     }

@@ -689,6 +689,16 @@ impl fmt::Display for Step {
     }
 }
 
+impl Plan {
+    /// Whether every step finds the handles it needs ([`crate::dataflow::check`]); the
+    /// handles available after each step.
+    pub fn check_order(
+        &self,
+    ) -> Result<Vec<crate::dataflow::Handles>, crate::dataflow::OrderError> {
+        crate::dataflow::check(&self.steps)
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "plan for {}", self.sysroot.display())?;
@@ -1075,5 +1085,94 @@ step 11: mount /var on /run/next/var: bind of state/deploy/H/var
         // A refused entry stops the search.
         let refused = choose_image(&sels, None, |_| Lookup::<(), _>::Refused("escapes"));
         assert!(matches!(refused, Err(ChooseError::Refused("escapes"))));
+    }
+
+    /// Every plan the planner can make, for every combination of the inputs that shape it,
+    /// gives each step the handles it needs: a wrong order is caught here, not in a boot.
+    #[test]
+    fn every_plan_is_in_an_order_its_steps_can_run() {
+        use crate::features::{ErofsBacking, MountStrategy};
+        let modes = [
+            MountMode::None,
+            MountMode::Bind,
+            MountMode::Overlay,
+            MountMode::Transient,
+        ];
+        let mut etc_modes = vec![EtcMode::Auto];
+        etc_modes.extend(modes.iter().map(|m| EtcMode::Fixed(*m)));
+        let strategies = [
+            (Assembly::Detached, true),
+            (Assembly::AttachFirst, true),
+            (Assembly::AttachFirst, false),
+            (Assembly::StringLowerdir, false),
+        ];
+        let physical = [(false, false), (true, false), (true, true), (false, true)];
+        let etc_states = [
+            EtcState::Missing,
+            EtcState::Empty,
+            EtcState::OverlayDirs,
+            EtcState::Populated,
+        ];
+        let mut checked = 0;
+        for insecure in [false, true] {
+            let sel = selector(insecure);
+            for &etc in &etc_modes {
+                for var in modes {
+                    for root_transient in [false, true] {
+                        for tpm_measure in [TpmMeasure::Auto, TpmMeasure::Required, TpmMeasure::Off]
+                        {
+                            let config = Config {
+                                etc,
+                                var,
+                                root_transient,
+                                tpm_measure,
+                                ..Config::default()
+                            };
+                            for (assembly, fd_layers) in strategies {
+                                for (superblock_readonly, device_readonly) in physical {
+                                    for etc_state in etc_states {
+                                        for (root_fs, target, volatile_state) in [
+                                            (None, "/sysroot", false),
+                                            (Some(Path::new("/tree")), "/run/nextroot", false),
+                                            (None, "/run/nextroot", true),
+                                        ] {
+                                            let inputs = Inputs {
+                                                sysroot: Path::new("/sysroot"),
+                                                target: Path::new(target),
+                                                root_fs,
+                                                selector: &sel,
+                                                image_path: PathBuf::from("/i"),
+                                                objects_path: PathBuf::from("/o"),
+                                                config: &config,
+                                                strategy: MountStrategy {
+                                                    assembly,
+                                                    erofs: ErofsBacking::FileOrLoop,
+                                                    fd_layers,
+                                                },
+                                                etc_state,
+                                                volatile_state,
+                                                gpt_auto_root: volatile_state.then_some((8, 1)),
+                                                physical: PhysicalRoot {
+                                                    superblock_readonly,
+                                                    device_readonly,
+                                                },
+                                                staging: PathBuf::from("/run/s"),
+                                                tpm_device: PathBuf::from("/dev/tpmrm0"),
+                                            };
+                                            let p = plan(&inputs);
+                                            if let Err(e) = p.check_order() {
+                                                panic!("{e}\n{p}");
+                                            }
+                                            checked += 1;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 5 * 4 * 2 * 3 * 4 * 4 * 4 * 3);
     }
 }
