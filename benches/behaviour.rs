@@ -111,11 +111,29 @@ fn run(
     // Ours names the step, then the cause: keep the cause.
     let cause = line.rsplit_once(") failed: ").map_or(line, |(_, c)| c);
     let cause = cause.split("; everything done").next().unwrap_or(cause);
-    let error = cause.chars().take(160).collect();
+    let error = tidy(cause, sysroot).chars().take(160).collect();
     Outcome {
         code: out.status.code(),
         error,
     }
+}
+
+/// `text` with the scratch sysroot's path written `<sysroot>` and every digest `<hex>`.
+fn tidy(text: &str, sysroot: &Path) -> String {
+    let text = text.replace(&sysroot.display().to_string(), "<sysroot>");
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.len() >= 64 { "<hex>" } else { &run });
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
 }
 
 /// The mount on top at `path`, if any.
