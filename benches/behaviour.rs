@@ -316,12 +316,9 @@ fn case_failure_midway(tool: Tool<'_>, repo: &Repo) -> String {
 fn case_non_utf8(tool: Tool<'_>, repo: &Repo) -> String {
     let (s, cfg) = prepared(repo);
     let ns = Namespace::new(&s.path);
-    let fake = s.path.with_extension("cmdline");
     let mut line = b"quiet splash=\xe9t\xe9 ".to_vec();
     line.extend_from_slice(format!("composefs=?{}\n", repo.hex).as_bytes());
-    fs::write(&fake, &line).unwrap();
-    let (code, out) = ns.shell(&format!("mount --bind {} /proc/cmdline", fake.display()));
-    assert_eq!(code, Some(0), "{out}");
+    ns.fake_proc_cmdline(&s.path, &line);
     let o = run(tool, &ns, &s.path, &cfg, None);
     format!(
         "{}; {}",
@@ -352,16 +349,6 @@ fn main() {
         std::process::exit(2);
     }
     let repo = repo256();
-    let fifo = |p: &Path| {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            p,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap()
-    };
     type Case<'a> = (&'a str, Box<dyn Fn(Tool<'_>) -> String + 'a>);
     let cases: Vec<Case<'_>> = vec![
         (
@@ -382,7 +369,7 @@ fn main() {
         ),
         (
             "the same, `images/A` a FIFO",
-            Box::new(move |t| case_fallback(t, repo, &fifo)),
+            Box::new(|t| case_fallback(t, repo, &|p: &Path| mkfifo(p))),
         ),
         (
             "a state link out of `state/` (`var -> ../../..`)",

@@ -122,12 +122,9 @@ fn command_line_bytes_that_are_not_utf8() {
     let sysroot = Sysroot::new(repo);
     let ns = Namespace::new(&sysroot.path);
     // /proc/cmdline as the kernel would give it, with another program's argument in Latin-1.
-    let fake = sysroot.path.with_extension("cmdline");
     let mut line = b"quiet splash=\xe9t\xe9 ".to_vec();
     line.extend_from_slice(format!("composefs=?{} ro\n", repo.hex).as_bytes());
-    fs::write(&fake, &line).unwrap();
-    let (code, out) = ns.shell(&format!("mount --bind {} /proc/cmdline", fake.display()));
-    assert_eq!(code, Some(0), "{out}");
+    ns.fake_proc_cmdline(&sysroot.path, &line);
     let run = ns.run(&["--sysroot", sysroot.path.to_str().unwrap()]);
     run.ok();
     let s = sysroot.path.to_str().unwrap();
@@ -154,16 +151,6 @@ fn unusable_images_fall_back_to_the_next_selector() {
     }
     let repo = repo256();
     let first = "cd".repeat(32);
-    let fifo = |p: &Path| {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            p,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap()
-    };
     type Maker = Box<dyn Fn(&Path)>;
     let cases: Vec<(&str, &str, Maker)> = vec![
         ("missing", "no such image", Box::new(|_: &Path| {})),
@@ -177,7 +164,7 @@ fn unusable_images_fall_back_to_the_next_selector() {
             "directory",
             Box::new(|p: &Path| fs::create_dir(p).unwrap()),
         ),
-        ("fifo", "FIFO", Box::new(fifo)),
+        ("fifo", "FIFO", Box::new(|p: &Path| mkfifo(p))),
         (
             "device",
             "character device",

@@ -225,14 +225,7 @@ fn non_regular_and_dangling_images_are_no_usable_image() {
     let sysroot = Sysroot::new(repo);
     let image = sysroot.image(&repo.hex);
     fs::remove_file(&image).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &image,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .unwrap();
+    mkfifo(&image);
     refused(&sysroot, &karg, &[], 3, &[&karg, "FIFO"]);
 
     let sysroot = Sysroot::new(repo);

@@ -396,6 +396,15 @@ impl Namespace {
             .collect()
     }
 
+    /// Makes `/proc/cmdline` read as `line` inside the namespace (a file beside `sysroot`,
+    /// bound over it).
+    pub fn fake_proc_cmdline(&self, sysroot: &Path, line: &[u8]) {
+        let fake = sysroot.with_extension("cmdline");
+        fs::write(&fake, line).unwrap();
+        let (code, out) = self.shell(&format!("mount --bind {} /proc/cmdline", fake.display()));
+        assert_eq!(code, Some(0), "{out}");
+    }
+
     /// Runs a shell snippet inside the namespace; returns (exit code, stdout+stderr).
     pub fn shell(&self, script: &str) -> (Option<i32>, String) {
         let out = self.command("sh", &["-c", script]).output().unwrap();
@@ -467,6 +476,18 @@ impl MountEntry {
     pub fn has_super_option(&self, opt: &str) -> bool {
         self.super_options.split(',').any(|o| o == opt)
     }
+}
+
+/// Makes a FIFO at `path`.
+pub fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
 }
 
 /// The outcome of one run of the binary.
