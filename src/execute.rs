@@ -23,7 +23,7 @@ use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::MountAttrFlags;
 
-use crate::dataflow::{Handle, Handles, OrderError};
+use crate::dataflow::{Handle, Handles};
 use crate::digest::{Digest, compute_fsverity_digest};
 use crate::features::{Assembly, ErofsBacking};
 use crate::loopdev::{LoopDevice, LoopError};
@@ -120,9 +120,6 @@ pub enum ExecError {
     /// `[tpm] measure = "required"` and the image could not be measured.
     #[error("{0} ([tpm] measure = \"required\" refuses to boot an unmeasured image)")]
     Tpm(#[from] TpmError),
-    /// The plan's order leaves a step without what it needs (checked before anything runs).
-    #[error("{0}")]
-    Order(#[from] OrderError),
     /// A step left other handles than its declared flow says ([`crate::plan::Step::flow`]).
     #[error(
         "internal error: after this step the setup holds {held}, but the plan was checked for {expected} (please report this with the output of --dry-run)"
@@ -252,7 +249,9 @@ struct Run<'p> {
 }
 
 /// Runs every step of `plan`. On error, undoes what was done and says which step failed.
-pub fn execute(plan: &Plan, res: Resources) -> Result<Report, Box<StepError>> {
+/// `order` is what [`Plan::check_order`] gave for this plan: the handles each step leaves,
+/// which the run is held to after every step.
+pub fn execute(plan: &Plan, order: &[Handles], res: Resources) -> Result<Report, Box<StepError>> {
     let mut run = Run {
         plan,
         res,
@@ -267,24 +266,16 @@ pub fn execute(plan: &Plan, res: Resources) -> Result<Report, Box<StepError>> {
         state_view: None,
         state: None,
     };
-    let expected = plan.check_order().map_err(|e| {
-        Box::new(StepError {
-            number: e.number,
-            step: e.step.clone(),
-            cause: e.into(),
-            undo_failures: Vec::new(),
-        })
-    })?;
     for warning in &plan.warnings {
         log::warn!("{warning}");
     }
-    for ((i, step), expected) in plan.steps.iter().enumerate().zip(expected) {
+    for (i, step) in plan.steps.iter().enumerate() {
         let number = i + 1;
         log::info!("step {number}: {step}");
         let started = std::time::Instant::now();
         let result = injected(number)
             .and_then(|()| run.step(step))
-            .and_then(|()| run.held_as(expected));
+            .and_then(|()| run.held_as(order.get(i).copied()));
         let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         run.report.timings.push((step.name(), usec));
         if let Err(cause) = result {
@@ -361,7 +352,8 @@ impl Run<'_> {
     }
 
     /// Fails when the run holds other handles than the plan's check predicted.
-    fn held_as(&self, expected: Handles) -> Result<(), ExecError> {
+    fn held_as(&self, expected: Option<Handles>) -> Result<(), ExecError> {
+        let expected = expected.ok_or_else(|| missing("checked order for this step"))?;
         let held = self.held();
         if held == expected {
             Ok(())

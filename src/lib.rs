@@ -288,7 +288,7 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         tpm_device: opts.tpm_device.clone(),
     };
     let plan = plan::plan(&inputs);
-    plan.check_order().map_err(RunError::Plan)?;
+    let order = plan.check_order().map_err(RunError::Plan)?;
     if opts.dry_run {
         return Ok(Outcome::DryRun(plan));
     }
@@ -309,7 +309,7 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         sysroot_fd,
     };
     let survey_usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let report = match execute::execute(&plan, resources) {
+    let report = match execute::execute(&plan, &order, resources) {
         Ok(report) => report,
         Err(e) => {
             if let Some(dir) = created_target {
