@@ -145,11 +145,7 @@ mkosi_prepare() {
 	UNSIGNED_CMDLINE=$(/usr/bin/python3 "$EFI_TOOL" cmdline "$MKOSI_RUN/unsigned.efi")
 	MKOSI_SIG_OK=$(sbverify --cert "$MKOSI_DISK/db.crt" "$MKOSI_RUN/uki.efi" >/dev/null 2>&1 && echo yes || echo no)
 	UNSIGNED_SIG_OK=$(sbverify --cert "$MKOSI_DISK/db.crt" "$MKOSI_RUN/unsigned.efi" >/dev/null 2>&1 && echo yes || echo no)
-	local kib=$(($(stat -c %s "$MKOSI_RUN/unsigned.efi") / 1024 + 8192))
-	mkfs.vfat -C "$MKOSI_RUN/unsigned-esp.img" "$kib" >/dev/null
-	mmd -i "$MKOSI_RUN/unsigned-esp.img" ::/EFI ::/EFI/BOOT
-	mcopy -i "$MKOSI_RUN/unsigned-esp.img" "$MKOSI_RUN/unsigned.efi" ::/EFI/BOOT/BOOTX64.EFI
-	rm -f "$MKOSI_RUN/unsigned.efi"
+	esp_image "$MKOSI_RUN/unsigned.efi" "$MKOSI_RUN/unsigned-esp.img"
 }
 
 # mkosi_qemu LOG END_RE GRACE VARS DRIVE-ARG...: a Secure Boot OVMF machine

@@ -16,6 +16,16 @@ uki_tools_build() {
 	rm -f "$dir"/*.deb
 }
 
+# esp_image EFI IMG: a FAT ESP image at IMG holding EFI as the removable-media boot path
+# (EFI/BOOT/BOOTX64.EFI), 8 MiB larger than the binary; EFI is removed.
+esp_image() {
+	local kib=$(($(stat -c %s "$1") / 1024 + 8192))
+	mkfs.vfat -C "$2" "$kib" >/dev/null
+	mmd -i "$2" ::/EFI ::/EFI/BOOT
+	mcopy -i "$2" "$1" ::/EFI/BOOT/BOOTX64.EFI
+	rm -f "$1"
+}
+
 uki_build() {
 	local dir=$1
 	/usr/bin/python3 "$UKI_TOOLS/root/usr/bin/ukify" build \
@@ -23,11 +33,7 @@ uki_build() {
 		--cmdline "$FULL_CMDLINE composefs=$DIGEST_ROOT" \
 		--stub "$UKI_TOOLS/root/usr/lib/systemd/boot/efi/linuxx64.efi.stub" \
 		--output "$dir/uki.efi" || return 1
-	local kib=$(($(stat -c %s "$dir/uki.efi") / 1024 + 8192))
-	mkfs.vfat -C "$dir/esp.img" "$kib" >/dev/null
-	mmd -i "$dir/esp.img" ::/EFI ::/EFI/BOOT
-	mcopy -i "$dir/esp.img" "$dir/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
-	rm -f "$dir/uki.efi"
+	esp_image "$dir/uki.efi" "$dir/esp.img"
 }
 
 uki_prepare() {
