@@ -1,12 +1,16 @@
-//! Runs a plan's steps in order, logging each, and undoes everything on the first error.
+//! Carries out a plan: one straight function, [`execute`], whose steps hand each other typed
+//! handles (a verified image, a detached erofs mount, the image tree and the root...), so
+//! that a step can only run once what it needs exists: a wrong order does not compile.
 //!
 //! Mounts start detached; a detached mount (and every mount attached beneath it) is freed
-//! by the kernel when its fd closes, so only what has been attached to the visible tree
-//! needs an explicit undo. Those undos are kept on a stack and run in reverse, and each
-//! carries what it undoes: the mount it attached (unmounted only while it is the mount on top
-//! at its path, never "whatever is at that path now"), the directory it created (removed
-//! through its parent's fd), the superblock it made writable. A failed boot leaves `/sysroot` exactly as it was, with no
-//! mount, staging or state directory or loop device behind; an undo that fails is reported.
+//! by the kernel when its fd closes, so only what has been attached to the visible tree or
+//! written to a disk needs an explicit undo. Each such undo is a guard on a stack ([`Undo`])
+//! that owns what it undoes: the mount it attached (unmounted only while it is the mount on
+//! top at its path), the directory it created (removed through its parent's fd), the link it
+//! made, the superblock it made writable. On error every handle the steps made is closed
+//! first, then the guards run newest first; on success they are disarmed. A failed boot
+//! leaves `/sysroot` exactly as it was, with no mount, staging or state directory or loop
+//! device behind; an undo that fails is reported.
 //!
 //! Propagation: every clone of the physical root is made private before it is attached. A
 //! clone of a shared mount (in a systemd initrd `/sysroot` is shared) would otherwise join
@@ -23,29 +27,17 @@ use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::MountAttrFlags;
 
-use crate::dataflow::{Handle, Handles};
-use crate::digest::{Digest, compute_fsverity_digest};
-use crate::features::{Assembly, ErofsBacking};
+use crate::digest::compute_fsverity_digest;
+use crate::features::{Assembly, ErofsBacking, MountStrategy};
 use crate::loopdev::{LoopDevice, LoopError};
 use crate::mount::{
     FsContext, Mount, MountAttributes, MountError, proc_fd_path, reconfigure_superblock,
 };
-use crate::plan::{OverlayVerity, Plan, StateMount, Step, VerifyMode};
-use crate::repo::{CreatedDir, ImageFile, RepoError, Repository, StateDir};
+use crate::plan::{self, ImageSource, Plan, StateMount, VerifyMode};
+use crate::repo::{self, CreatedDir, ImageFile, RepoError, Repository, StateDir};
 use crate::tpm::{self, TpmError};
 use crate::verdict::{Evidence, Verified, judge, overlay_requires_verity};
 use crate::verity::{MeasureError, Measurement, measure};
-
-/// What execute needs that the plan only names: the opened repository, image and sysroot.
-#[derive(Debug)]
-pub struct Resources {
-    /// The repository (none with `--root-fs`).
-    pub repo: Option<Repository>,
-    /// The chosen image, opened (none with `--root-fs`).
-    pub image: Option<ImageFile>,
-    /// The physical root, opened as a directory (`O_PATH`): the root of its mount.
-    pub sysroot_fd: OwnedFd,
-}
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,15 +112,13 @@ pub enum ExecError {
     /// `[tpm] measure = "required"` and the image could not be measured.
     #[error("{0} ([tpm] measure = \"required\" refuses to boot an unmeasured image)")]
     Tpm(#[from] TpmError),
-    /// A step left other handles than its declared flow says ([`crate::plan::Step::flow`]).
+    /// /etc or /var needs the state directory, but the plan opened no view of it (a bug).
     #[error(
-        "internal error: after this step the setup holds {held}, but the plan was checked for {expected} (please report this with the output of --dry-run)"
+        "internal error: /{name} comes from the state directory, but the plan did not open it (please report this with the output of --dry-run)"
     )]
-    Flow {
-        /// What the run holds.
-        held: Handles,
-        /// What the plan's check predicted.
-        expected: Handles,
+    NoStateView {
+        /// "etc" or "var".
+        name: String,
     },
     /// A failure injected by the test-only `fault-injection` feature.
     #[error("failure injected before this step (CFS_SETUP_ROOT_FAIL_AT)")]
@@ -187,119 +177,184 @@ impl fmt::Display for StepError {
 
 impl std::error::Error for StepError {}
 
-/// Something done to the visible tree or the disk, and how to take it back.
-#[derive(Debug)]
-enum Undo {
-    /// A mount we attached: unmounted through its own fd.
-    Unmount { mount: Mount, at: PathBuf },
-    /// A staging directory we created under /run.
-    RemoveStagingDir(PathBuf),
-    /// A state directory we created.
-    RemoveStateDir(CreatedDir),
-    /// The `/run/systemd/volatile-root` link.
-    RemoveLink(PathBuf),
-    /// The physical root's superblock, which we made writable.
-    RestoreReadOnly,
-}
-
-impl fmt::Display for Undo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Undo::Unmount { at, .. } => write!(f, "unmount {}", at.display()),
-            Undo::RemoveStagingDir(p) | Undo::RemoveLink(p) => write!(f, "remove {}", p.display()),
-            Undo::RemoveStateDir(d) => write!(f, "remove {}", d.path.display()),
-            Undo::RestoreReadOnly => f.write_str("remount the physical root read-only"),
-        }
-    }
-}
-
 /// What the steps found out, for the status record.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// The image's kernel fs-verity digest was measured and matched.
-    pub kernel_verity: bool,
-    /// The image's digest was computed in userspace and matched.
-    pub computed_digest: bool,
+    /// How the image's digest was checked (`None` with `--root-fs`).
+    pub verified: Option<Verified>,
     /// The composefs overlay got `verity=require`.
     pub verity_require: bool,
     /// The loop device erofs reads the image through, if any.
     pub loop_device: Option<String>,
-    /// The TPM measurement, or why there is none (`None`: not planned).
-    pub tpm: Option<Result<tpm::Measurement, String>>,
+    /// The event the plan's measurement stands for (`composefs-insecure:<hex>` for an
+    /// insecure root without `verity=require`), and the measurement or why there is none
+    /// (`None`: not planned).
+    pub tpm: Option<(String, Result<tpm::Measurement, String>)>,
     /// Each step's short name and duration in microseconds, in order.
     pub timings: Vec<(&'static str, u64)>,
 }
 
-/// One run of a plan. The handle slots (`verified` to `state_view`) are filled and emptied
-/// by the steps in the order `dataflow::check` proved for the plan before the first step, and
-/// compared with that proof after every step ([`Run::held`]).
-struct Run<'p> {
-    plan: &'p Plan,
-    res: Resources,
-    report: Report,
-    undo: Vec<Undo>,
-    verified: Option<Verified>,
-    loopdev: Option<LoopDevice>,
-    erofs: Option<Mount>,
-    composefs: Option<Mount>,
-    root: Option<Mount>,
-    physical: Option<Mount>,
-    state_view: Option<Mount>,
-    state: Option<StateDir>,
-}
-
-/// Runs every step of `plan`. On error, undoes what was done and says which step failed.
-/// `order` is what [`Plan::check_order`] gave for this plan: the handles each step leaves,
-/// which the run is held to after every step.
-pub fn execute(plan: &Plan, order: &[Handles], res: Resources) -> Result<Report, Box<StepError>> {
-    let mut run = Run {
-        plan,
-        res,
-        report: Report::default(),
-        undo: Vec::new(),
-        verified: None,
-        loopdev: None,
-        erofs: None,
-        composefs: None,
-        root: None,
-        physical: None,
-        state_view: None,
-        state: None,
-    };
+/// Carries out `plan`. `image` is the repository and the image the plan names (none with
+/// `--root-fs`); `sysroot` the physical root, opened (`O_PATH`). On error, undoes what was
+/// done and says which step failed.
+pub fn execute(
+    plan: &Plan,
+    sysroot: OwnedFd,
+    image: Option<(Repository, ImageFile)>,
+) -> Result<Report, Box<StepError>> {
     for warning in &plan.warnings {
         log::warn!("{warning}");
     }
-    for (i, step) in plan.steps.iter().enumerate() {
-        let number = i + 1;
-        log::info!("step {number}: {step}");
-        let started = std::time::Instant::now();
-        let result = injected(number)
-            .and_then(|()| run.step(step))
-            .and_then(|()| run.held_as(order.get(i).copied()));
-        let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        run.report.timings.push((step.name(), usec));
-        if let Err(cause) = result {
-            let undo_failures = run.unwind();
-            return Err(Box::new(StepError {
-                number,
-                step: step.to_string(),
-                cause,
-                undo_failures,
+    let mut undo = Undo::new(plan.staging.clone());
+    let mut steps = Steps::default();
+    // Every handle `assemble` made is closed when it returns: the guards then run on a tree
+    // nothing of ours holds open (a removed directory still open keeps a remount to
+    // read-only busy).
+    match assemble(plan, sysroot.as_fd(), image, &mut steps, &mut undo) {
+        Ok(mut report) => {
+            undo.disarm();
+            report.timings = steps.timings;
+            Ok(report)
+        }
+        Err(cause) => Err(Box::new(StepError {
+            number: steps.number,
+            step: steps.current,
+            cause,
+            undo_failures: undo.unwind(),
+        })),
+    }
+}
+
+/// The steps, in order: each takes the handles it needs and returns the ones it makes.
+fn assemble(
+    plan: &Plan,
+    sysroot: BorrowedFd<'_>,
+    image: Option<(Repository, ImageFile)>,
+    steps: &mut Steps,
+    undo: &mut Undo,
+) -> Result<Report, ExecError> {
+    let strategy = plan.strategy;
+    let mut report = Report::default();
+    let (tree, root) = match (&plan.image, image) {
+        (ImageSource::Composefs(verify_as, erofs_as, composefs_as), Some((repo, file))) => {
+            let image = steps.run("verify", verify_as, || verify(file, verify_as))?;
+            let erofs = steps.run("mount-erofs", erofs_as, || {
+                mount_erofs(image, erofs_as, undo)
+            })?;
+            report.loop_device = erofs.loop_device.as_ref().map(|d| d.path().to_string());
+            steps.run("mount-composefs", composefs_as, || {
+                mount_composefs(erofs, &repo, composefs_as, strategy)
+            })?
+        }
+        (ImageSource::Tree(path), _) => {
+            steps.run("clone-root-tree", Plan::tree_line(path), || {
+                clone_tree(path)
+            })?
+        }
+        (ImageSource::Composefs(verify_as, ..), None) => {
+            return Err(ExecError::Repo(RepoError::Open {
+                path: verify_as.path.clone(),
+                errno: Errno::NOENT,
             }));
         }
+    };
+    let physical = steps.run("clone-physical-root", plan.physical_clone_line(), || {
+        clone_physical_root(sysroot, plan.physical_readonly)
+    })?;
+    if plan.remount_writable {
+        steps.run("remount-physical-root-rw", plan.remount_line(), || {
+            remount_writable(sysroot, &plan.sysroot, undo)
+        })?;
     }
-    // The state view is the last staged mount; the staging directory is empty once every
-    // staged mount is gone. (Leftovers here cost a directory in /run, not the boot.)
-    while run.has_staged() {
-        if let Err(e) = run.unstage() {
-            log::warn!("could not release a staged mount: {e}");
-            break;
+    let view = match &plan.state_view {
+        Some(staging) => Some(steps.run(
+            "open-state-view",
+            plan.state_view_line(staging.as_deref()),
+            || open_state_view(sysroot, &plan.sysroot, staging.as_deref(), undo),
+        )?),
+        None => None,
+    };
+    // Attach-first paths put the root in place now and mount beneath it by path; the
+    // detached path builds the whole tree first and attaches it last, in one move.
+    let mut attached = None;
+    if plan.attach_first() {
+        attached = Some(steps.run("attach-root", plan.attach_line(), || {
+            attach_root(&root, &plan.target, undo)
+        })?);
+    }
+    let root = match &plan.transient_root {
+        Some(source) => steps.run("transient-root", Plan::transient_line(source), || {
+            transient_root(root, source, plan, undo)
+        })?,
+        None => root,
+    };
+    steps.run("mount-physical-root", plan.physical_mount_line(), || {
+        let target = plan.target.join("sysroot");
+        attach_beneath(&root, physical.0, "sysroot", &target, plan, undo)
+            .map_err(|e| hint(e, "does the image have a /sysroot directory?"))
+    })?;
+    for state in plan.etc.iter().chain(&plan.var) {
+        for dir in &state.dirs {
+            steps.run("create-state-dir", dir, || {
+                ensure_state_dir(view.as_ref(), state.name, dir, undo)
+            })?;
         }
+        let name = if state.name == "etc" {
+            "mount-etc"
+        } else {
+            "mount-var"
+        };
+        steps.run(name, state, || {
+            mount_state(&root, &tree, view.as_ref(), state, plan, undo)
+        })?;
     }
-    run.release_staging_dir();
-    // Autoclear releases the loop device when the erofs superblock goes.
-    run.loopdev = None;
-    Ok(run.report)
+    let attached = match attached {
+        Some(attached) => attached,
+        None => steps.run("attach-root", plan.attach_line(), || {
+            attach_root(&root, &plan.target, undo)
+        })?,
+    };
+    if let Some((link, target)) = &plan.volatile_root {
+        steps.run("volatile-root-link", Plan::link_line(link, target), || {
+            volatile_root_link(link, target, undo);
+            Ok(())
+        })?;
+    }
+    report.verified = tree.verified;
+    report.verity_require = tree.verity_require;
+    if let Some(measure) = &plan.measure {
+        let measured = steps.run("tpm-measure", measure, || {
+            measure_image(&attached, &tree, measure)
+        })?;
+        report.tpm = Some(measured);
+    }
+    Ok(report)
+}
+
+/// Runs the steps: numbers and logs each, times it, and (test-only) fails it on request.
+#[derive(Default)]
+struct Steps {
+    number: usize,
+    current: String,
+    timings: Vec<(&'static str, u64)>,
+}
+
+impl Steps {
+    fn run<T>(
+        &mut self,
+        name: &'static str,
+        line: impl fmt::Display,
+        step: impl FnOnce() -> Result<T, ExecError>,
+    ) -> Result<T, ExecError> {
+        self.number += 1;
+        self.current = line.to_string();
+        log::info!("step {}: {}", self.number, self.current);
+        let started = std::time::Instant::now();
+        let result = injected(self.number).and_then(|()| step());
+        let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.timings.push((name, usec));
+        result
+    }
 }
 
 #[cfg(feature = "fault-injection")]
@@ -317,695 +372,659 @@ fn injected(_number: usize) -> Result<(), ExecError> {
 
 /// Test-only: make the first undo action fail, to see it reported (`CFS_SETUP_ROOT_FAIL_UNDO`).
 #[cfg(feature = "fault-injection")]
-fn undo_injected(first: bool) -> bool {
-    first && std::env::var_os("CFS_SETUP_ROOT_FAIL_UNDO").is_some()
+fn undo_injected() -> bool {
+    std::env::var_os("CFS_SETUP_ROOT_FAIL_UNDO").is_some()
 }
 
 #[cfg(not(feature = "fault-injection"))]
-fn undo_injected(_first: bool) -> bool {
+fn undo_injected() -> bool {
     false
 }
 
-/// The layers of one overlay, as fds; passed to the kernel as the plan's strategy says.
-struct Layers<'a> {
-    lower: BorrowedFd<'a>,
-    data: Option<BorrowedFd<'a>>,
-    upper: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
+/// Something done to the visible tree or the disk, holding what it takes to take it back.
+#[derive(Debug)]
+enum Guard {
+    /// A mount we attached at `at`: unmounted through its own fd. `staged`: a staging mount,
+    /// released at the end of a successful run too.
+    Unmount {
+        mount: Mount,
+        at: PathBuf,
+        staged: bool,
+    },
+    /// A directory we created (a state directory, or a staging one when `staged`).
+    RemoveDir { dir: CreatedDir, staged: bool },
+    /// The `/run/systemd/volatile-root` link, held by its directory.
+    RemoveLink { dir: OwnedFd, path: PathBuf },
+    /// The physical root's superblock, which we made writable.
+    RestoreReadOnly { root: OwnedFd, path: PathBuf },
 }
+
+impl Guard {
+    fn staged(&self) -> bool {
+        matches!(
+            self,
+            Guard::Unmount { staged: true, .. } | Guard::RemoveDir { staged: true, .. }
+        )
+    }
+
+    fn run(&self) -> Result<(), String> {
+        let text = |e: Errno| std::io::Error::from(e).to_string();
+        match self {
+            Guard::Unmount { mount, at, .. } => mount.unmount(at).map_err(|e| e.to_string()),
+            Guard::RemoveDir { dir, .. } => dir.remove().map_err(text),
+            Guard::RemoveLink { dir, path } => {
+                let name = path.file_name().unwrap_or_default();
+                rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()).map_err(text)
+            }
+            Guard::RestoreReadOnly { root, path } => {
+                reconfigure_superblock(root.as_fd(), true, &path.display().to_string())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Guard::Unmount { at, .. } => write!(f, "unmount {}", at.display()),
+            Guard::RemoveDir { dir, .. } => write!(f, "remove {}", dir.path.display()),
+            Guard::RemoveLink { path, .. } => write!(f, "remove {}", path.display()),
+            Guard::RestoreReadOnly { .. } => f.write_str("remount the physical root read-only"),
+        }
+    }
+}
+
+/// The undo stack, and the private staging directory of attach-first paths (created on
+/// first use, with a guard like any other directory).
+struct Undo {
+    guards: Vec<Guard>,
+    staging: Option<PathBuf>,
+    staging_fd: Option<OwnedFd>,
+}
+
+impl Undo {
+    fn new(staging: Option<PathBuf>) -> Undo {
+        Undo {
+            guards: Vec::new(),
+            staging,
+            staging_fd: None,
+        }
+    }
+
+    fn push(&mut self, guard: Guard) {
+        self.guards.push(guard);
+    }
+
+    /// Attach-first paths: attaches `mount` at `<staging>/<name>` so that it can serve as an
+    /// overlay layer on kernels that refuse detached layers; released at the end.
+    fn stage(&mut self, mount: &Mount, name: &str, what: &str) -> Result<(), ExecError> {
+        let Some(staging) = self.staging.clone() else {
+            return Ok(());
+        };
+        if self.staging_fd.is_none() {
+            let (parent, base) = split(&staging);
+            let created = make_dir(open_dir(parent)?, base, 0o700, &staging)?;
+            self.staging_fd = Some(open_dir(&staging)?);
+            if let Some(dir) = created {
+                self.push(Guard::RemoveDir { dir, staged: true });
+            }
+        }
+        let at = staging.join(name);
+        let parent = match &self.staging_fd {
+            Some(fd) => dup(fd.as_fd(), &staging)?,
+            None => open_dir(&staging)?,
+        };
+        if let Some(dir) = make_dir(parent, name, 0o700, &at)? {
+            self.push(Guard::RemoveDir { dir, staged: true });
+        }
+        mount.attach(CWD, &path_str(&at)?, &at.display().to_string())?;
+        let mount = clone_handle(mount, what)?;
+        self.push(Guard::Unmount {
+            mount,
+            at,
+            staged: true,
+        });
+        Ok(())
+    }
+
+    /// A successful run: staging mounts and directories are released, newest first (a
+    /// leftover costs a directory in /run, not the boot); every other guard is dropped.
+    fn disarm(mut self) {
+        self.staging_fd = None;
+        while let Some(guard) = self.guards.pop() {
+            if guard.staged() {
+                if let Err(e) = guard.run() {
+                    log::warn!("could not {guard}: {e}");
+                }
+            }
+        }
+    }
+
+    /// A failed run: every guard runs, newest first, and is dropped (with the fds it holds)
+    /// before the next; returns the undo actions that failed.
+    fn unwind(mut self) -> Vec<String> {
+        self.staging_fd = None;
+        let mut failures = Vec::new();
+        let mut fail = undo_injected();
+        while let Some(guard) = self.guards.pop() {
+            let result = if std::mem::take(&mut fail) {
+                Err("injected undo failure (CFS_SETUP_ROOT_FAIL_UNDO)".to_string())
+            } else {
+                guard.run()
+            };
+            match result {
+                Ok(()) => log::info!("undone: {guard}"),
+                Err(e) => {
+                    log::error!("could not undo ({guard}): {e}");
+                    failures.push(format!("{guard}: {e}"));
+                }
+            }
+        }
+        failures
+    }
+}
+
+/// The image, its digest checked as the plan says.
+pub struct VerifiedImage {
+    file: ImageFile,
+    verified: Verified,
+}
+
+/// A detached erofs superblock over a verified image.
+pub struct ErofsMount {
+    mount: Mount,
+    verified: Verified,
+    loop_device: Option<LoopDevice>,
+}
+
+/// The image's own tree (the composefs overlay, or the `--root-fs` clone): the lower layer
+/// of `/etc` and `/var` overlays.
+pub struct ImageTree {
+    mount: Mount,
+    verified: Option<Verified>,
+    verity_require: bool,
+}
+
+/// The mount that becomes `/`: the image tree, or a transient overlay over it.
+pub struct Root(Mount);
+
+/// The physical root's private clone, for `<root>/sysroot`.
+pub struct PhysicalClone(Mount);
+
+/// The writable view of the physical root, and the state directory beneath it.
+pub struct StateView {
+    _view: Mount,
+    dir: StateDir,
+}
+
+/// Proof that the new root is attached at its target.
+pub struct Attached(());
 
 /// Log a progress line every this many bytes of a digest computed in userspace.
 const PROGRESS_STEP: u64 = 128 << 20;
 
-impl Run<'_> {
-    /// The handles the run holds now.
-    fn held(&self) -> Handles {
-        let slots = [
-            (Handle::Verdict, self.verified.is_some()),
-            (Handle::Erofs, self.erofs.is_some()),
-            (Handle::ImageTree, self.composefs.is_some()),
-            (Handle::Root, self.root.is_some()),
-            (Handle::PhysicalClone, self.physical.is_some()),
-            (Handle::StateView, self.state_view.is_some()),
-        ];
-        let held: Vec<Handle> = slots.iter().filter(|s| s.1).map(|s| s.0).collect();
-        Handles::of(&held)
+fn verify(file: ImageFile, how: &plan::Verify) -> Result<VerifiedImage, ExecError> {
+    let (path, expected) = (&how.path, &how.expected);
+    let size = file.size();
+    if size > how.max_size {
+        return Err(ExecError::TooLarge {
+            path: path.clone(),
+            size,
+            max: how.max_size,
+        });
     }
-
-    /// Fails when the run holds other handles than the plan's check predicted.
-    fn held_as(&self, expected: Option<Handles>) -> Result<(), ExecError> {
-        let expected = expected.ok_or_else(|| missing("checked order for this step"))?;
-        let held = self.held();
-        if held == expected {
-            Ok(())
-        } else {
-            Err(ExecError::Flow { held, expected })
+    let measured = measure(file.as_fd()).map_err(|source| ExecError::Measure {
+        path: path.clone(),
+        source,
+    })?;
+    let evidence = match (measured, how.mode) {
+        (Measurement::Digest(d), _) => Evidence::Kernel(d),
+        (Measurement::NoVerity, VerifyMode::KernelRequired) => {
+            return Err(ExecError::NoVerity { path: path.clone() });
         }
-    }
-
-    fn attach_first(&self) -> bool {
-        self.plan.strategy.assembly != Assembly::Detached
-    }
-
-    fn step(&mut self, step: &Step) -> Result<(), ExecError> {
-        match step {
-            Step::VerifyImage {
-                path,
-                expected,
-                mode,
-                max_size,
-            } => self.verify(path, expected, *mode, *max_size),
-            Step::MountErofs { backing, staging } => self.mount_erofs(*backing, staging.as_deref()),
-            Step::MountComposefs { source, verity, .. } => self.mount_composefs(source, *verity),
-            Step::ClonePhysicalRoot { readonly, .. } => {
-                let m =
-                    Mount::clone_tree(self.res.sysroot_fd.as_fd(), "", true, "the physical root")?;
-                let attrs = MountAttributes {
-                    set: if *readonly {
-                        MountAttrFlags::MOUNT_ATTR_RDONLY
-                    } else {
-                        MountAttrFlags::empty()
-                    },
-                    private: true,
-                    ..MountAttributes::default()
-                };
-                m.set_attributes(attrs, true, "the physical root's clone")?;
-                self.physical = Some(m);
-                Ok(())
-            }
-            Step::RemountPhysicalRootWritable { sysroot } => {
-                reconfigure_superblock(
-                    self.res.sysroot_fd.as_fd(),
-                    false,
-                    &sysroot.display().to_string(),
-                )
-                .map_err(|e| {
-                    hint(
-                        e.into(),
-                        "is the disk write-protected? boot with `rw`, or use transient /etc and /var",
-                    )
-                })?;
-                self.undo.push(Undo::RestoreReadOnly);
-                Ok(())
-            }
-            Step::OpenStateView { staging, .. } => {
-                let view = Mount::clone_tree(
-                    self.res.sysroot_fd.as_fd(),
-                    "",
-                    true,
-                    "the physical root (state view)",
-                )?;
-                let attrs = MountAttributes {
-                    clear: MountAttrFlags::MOUNT_ATTR_RDONLY,
-                    private: true,
-                    ..MountAttributes::default()
-                };
-                view.set_attributes(attrs, true, "the state view")?;
-                if let Some(at) = staging {
-                    self.stage(&view, at)?;
-                }
-                self.state_view = Some(view);
-                Ok(())
-            }
-            Step::AttachRoot { target } => {
-                let root = self.root()?;
-                root.attach(CWD, &path_str(target)?, &target.display().to_string())?;
-                let mount = clone_handle(root)?;
-                self.undo.push(Undo::Unmount {
-                    mount,
-                    at: target.clone(),
-                });
-                Ok(())
-            }
-            Step::CloneRootTree { path } => {
-                let tree = Mount::clone_of(CWD, &path_str(path)?, &path.display().to_string())?;
-                tree.set_readonly(&path.display().to_string())?;
-                self.root = Some(clone_handle(&tree)?);
-                self.composefs = Some(tree);
-                Ok(())
-            }
-            Step::TransientRoot { source } => self.transient_root(source),
-            Step::MountPhysicalRoot { target } => {
-                let physical = self
-                    .physical
-                    .take()
-                    .ok_or_else(|| missing("physical root clone"))?;
-                self.attach_beneath(&physical, "sysroot", target)
-                    .map_err(|e| hint(e, "does the image have a /sysroot directory?"))
-            }
-            Step::CreateStateDir { path, mode } => {
-                let created = self.state()?.create_dirs(path, *mode)?;
-                self.undo
-                    .extend(created.into_iter().map(Undo::RemoveStateDir));
-                Ok(())
-            }
-            Step::MountState { name, how, target } => self.mount_state(name, how, target),
-            Step::MeasureImage {
-                device,
-                pcr,
-                event,
-                unverified_event,
-                required,
-            } => {
-                let event = crate::plan::measured_event(
-                    event,
-                    unverified_event,
-                    self.report.verity_require,
-                );
-                self.measure_image(device, *pcr, event, *required)
-            }
-            Step::VolatileRootLink { link, target } => {
-                if let Some(parent) = link.parent() {
-                    let _ = std::fs::create_dir_all(parent);
-                }
-                match std::os::unix::fs::symlink(target, link) {
-                    Ok(()) => self.undo.push(Undo::RemoveLink(link.clone())),
-                    Err(e) => log::warn!("could not create {}: {e}", link.display()),
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// The state directory beneath the writable view, opened (and created) on first use.
-    fn state(&mut self) -> Result<&StateDir, ExecError> {
-        if self.state.is_none() {
-            let view = self
-                .state_view
-                .as_ref()
-                .ok_or_else(|| missing("state view"))?;
-            let (dir, created) = StateDir::create(view.as_fd(), &self.plan.sysroot)?;
-            if let Some(created) = created {
-                self.undo.push(Undo::RemoveStateDir(created));
-            }
-            self.state = Some(dir);
-        }
-        self.state
-            .as_ref()
-            .ok_or_else(|| missing("state directory"))
-    }
-
-    fn verify(
-        &mut self,
-        path: &Path,
-        expected: &Digest,
-        mode: VerifyMode,
-        max_size: u64,
-    ) -> Result<(), ExecError> {
-        let size = self.image()?.size();
-        if size > max_size {
-            return Err(ExecError::TooLarge {
-                path: path.to_path_buf(),
+        (Measurement::NoVerity, VerifyMode::KernelIfPresent) => Evidence::Unchecked,
+        (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
+            let mut reader = ProgressReader {
+                fd: file.as_fd(),
+                offset: 0,
                 size,
-                max: max_size,
-            });
-        }
-        let measured = measure(self.image()?.as_fd()).map_err(|source| ExecError::Measure {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let evidence = match (measured, mode) {
-            (Measurement::Digest(d), _) => Evidence::Kernel(d),
-            (Measurement::NoVerity, VerifyMode::KernelRequired) => {
-                return Err(ExecError::NoVerity {
-                    path: path.to_path_buf(),
-                });
-            }
-            (Measurement::NoVerity, VerifyMode::KernelIfPresent) => Evidence::Unchecked,
-            (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
-                let mut reader = ProgressReader {
-                    fd: self.image()?.as_fd(),
-                    offset: 0,
-                    size,
-                    next_report: PROGRESS_STEP,
-                    path,
-                };
-                let d = compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(
-                    |source| ExecError::Read {
-                        path: path.to_path_buf(),
+                next_report: PROGRESS_STEP,
+                path,
+            };
+            let d =
+                compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(|source| {
+                    ExecError::Read {
+                        path: path.clone(),
                         source,
-                    },
-                )?;
-                Evidence::Computed(d)
-            }
-        };
-        let verified = judge(expected, evidence).map_err(|m| ExecError::Mismatch {
-            path: path.to_path_buf(),
-            expected: format!("{}:{expected}", expected.algorithm()),
-            found: format!("{}:{}", m.found.algorithm(), m.found),
-        })?;
-        match verified {
-            Verified::ByKernel | Verified::ByComputation => log::info!(
-                "image digest {}:{expected} matches ({})",
-                expected.algorithm(),
-                if verified == Verified::ByKernel {
-                    "kernel fs-verity"
-                } else {
-                    "computed"
-                }
-            ),
-            Verified::NotChecked => log::warn!(
-                "image {} has no fs-verity and check-digest = false: its content is not checked",
-                path.display()
-            ),
+                    }
+                })?;
+            Evidence::Computed(d)
         }
-        self.report.kernel_verity = verified == Verified::ByKernel;
-        self.report.computed_digest = verified == Verified::ByComputation;
-        self.verified = Some(verified);
-        Ok(())
+    };
+    let verified = judge(expected, evidence).map_err(|m| ExecError::Mismatch {
+        path: path.clone(),
+        expected: format!("{}:{expected}", expected.algorithm()),
+        found: format!("{}:{}", m.found.algorithm(), m.found),
+    })?;
+    match verified {
+        Verified::ByKernel => log::info!(
+            "image digest {}:{expected} matches (kernel fs-verity)",
+            expected.algorithm()
+        ),
+        Verified::ByComputation => log::info!(
+            "image digest {}:{expected} matches (computed)",
+            expected.algorithm()
+        ),
+        Verified::NotChecked => log::warn!(
+            "image {} has no fs-verity and check-digest = false: its content is not checked",
+            path.display()
+        ),
     }
+    Ok(VerifiedImage { file, verified })
+}
 
-    fn mount_erofs(
-        &mut self,
-        backing: ErofsBacking,
-        staging: Option<&Path>,
-    ) -> Result<(), ExecError> {
-        let erofs = match backing {
-            ErofsBacking::File => self.erofs_from_file()?,
-            ErofsBacking::Loop => self.erofs_from_loop()?,
-            // The kernel is the probe: before 6.12 it looks for a block device (ENOTBLK).
-            ErofsBacking::FileOrLoop => match self.erofs_from_file() {
-                Err(ExecError::Mount(e)) if e.errno() == Errno::NOTBLK => {
-                    log::info!(
-                        "erofs cannot read the image file itself (a kernel before 6.12, or \
-                         a filesystem such as tmpfs): using a loop device"
-                    );
-                    self.erofs_from_loop()?
-                }
-                other => other?,
-            },
-        };
-        if let Some(at) = staging {
-            self.stage(&erofs, at)?;
-        }
-        self.erofs = Some(erofs);
-        Ok(())
-    }
-
-    fn erofs_from_file(&self) -> Result<Mount, ExecError> {
-        erofs_superblock(&proc_fd_path(self.image()?.as_fd()))
-    }
-
-    fn erofs_from_loop(&mut self) -> Result<Mount, ExecError> {
-        let dev = LoopDevice::attach(self.image()?.as_fd())?;
+fn mount_erofs(
+    image: VerifiedImage,
+    how: &plan::Erofs,
+    undo: &mut Undo,
+) -> Result<ErofsMount, ExecError> {
+    let from_file = || erofs_superblock(&proc_fd_path(image.file.as_fd()));
+    let from_loop = || -> Result<(Mount, Option<LoopDevice>), ExecError> {
+        let dev = LoopDevice::attach(image.file.as_fd())?;
         log::info!("bound {} to the image", dev.path());
-        let erofs = erofs_superblock(dev.path());
-        // Held until the end: autoclear releases the device once the mount is gone.
-        self.report.loop_device = Some(dev.path().to_string());
-        self.loopdev = Some(dev);
-        erofs
-    }
-
-    fn mount_composefs(&mut self, source: &str, verity: OverlayVerity) -> Result<(), ExecError> {
-        let objects = self
-            .res
-            .repo
-            .as_ref()
-            .ok_or_else(|| missing("repository"))?
-            .open_objects()?;
-        let erofs = self.erofs.take().ok_or_else(|| missing("erofs mount"))?;
-        let ctx = FsContext::new("overlay")?;
-        ctx.set_string("source", source)?;
-        self.set_layers(
-            &ctx,
-            Layers {
-                lower: erofs.as_fd(),
-                data: Some(objects.as_fd()),
-                upper: None,
-            },
-        )?;
-        ctx.set_string("metacopy", "on")?;
-        ctx.set_string("redirect_dir", "on")?;
-        let verified = self.verified.ok_or_else(|| missing("verified image"))?;
-        let require = overlay_requires_verity(verity, verified);
-        if require {
-            ctx.set_string("verity", "require")?;
-        }
-        self.report.verity_require = require;
-        let overlay = ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?;
-        // The overlay holds its own private clones of its layers: the staged erofs can go.
-        self.unstage()?;
-        drop(erofs);
-        self.root = Some(clone_handle(&overlay)?);
-        self.composefs = Some(overlay);
-        Ok(())
-    }
-
-    fn transient_root(&mut self, source: &str) -> Result<(), ExecError> {
-        let root = self.root.take().ok_or_else(|| missing("root mount"))?;
-        let overlay = self.transient_overlay(root.as_fd(), "root", source)?;
-        if self.attach_first() {
-            // Stack the transient overlay over the composefs root already attached.
-            let target = self.plan.target.clone();
-            overlay.attach(CWD, &path_str(&target)?, &target.display().to_string())?;
-            let mount = clone_handle(&overlay)?;
-            self.undo.push(Undo::Unmount { mount, at: target });
-        }
-        self.unstage()?;
-        self.root = Some(overlay);
-        Ok(())
-    }
-
-    /// An overlay of `lower` with a fresh tmpfs as upper (changes are lost at reboot).
-    fn transient_overlay(
-        &mut self,
-        lower: BorrowedFd<'_>,
-        what: &str,
-        source: &str,
-    ) -> Result<Mount, ExecError> {
-        let tmpfs = FsContext::new("tmpfs")?;
-        tmpfs.set_string("mode", "0755")?;
-        let tmpfs = tmpfs.mount(MountAttrFlags::empty())?;
-        if let Some(staging) = &self.plan.staging {
-            let at = staging.join(format!("transient-{what}"));
-            self.stage(&tmpfs, &at)?;
-        }
-        let upper = make_dir(tmpfs.as_fd(), "upper", 0o755)?;
-        let work = make_dir(tmpfs.as_fd(), "work", 0o700)?;
-        let ctx = FsContext::new("overlay")?;
-        ctx.set_string("source", source)?;
-        self.set_layers(
-            &ctx,
-            Layers {
-                lower,
-                data: None,
-                upper: Some((upper.as_fd(), work.as_fd())),
-            },
-        )?;
-        Ok(ctx.mount(MountAttrFlags::empty())?)
-    }
-
-    fn mount_state(
-        &mut self,
-        name: &'static str,
-        how: &StateMount,
-        target: &Path,
-    ) -> Result<(), ExecError> {
-        let mount = match how {
-            StateMount::Bind { source } => {
-                let state = self.state()?;
-                let dir = state.open_dir(source)?;
-                let what = state.path().join(source).display().to_string();
-                Mount::clone_of(dir.as_fd(), "", &what)?
+        // Autoclear releases the device once the erofs superblock is gone.
+        Ok((erofs_superblock(dev.path())?, Some(dev)))
+    };
+    let (mount, loop_device) = match how.backing {
+        ErofsBacking::File => (from_file()?, None),
+        ErofsBacking::Loop => from_loop()?,
+        // The kernel is the probe: before 6.12 it looks for a block device (ENOTBLK).
+        ErofsBacking::FileOrLoop => match from_file() {
+            Err(ExecError::Mount(e)) if e.errno() == Errno::NOTBLK => {
+                log::info!(
+                    "erofs cannot read the image file itself (a kernel before 6.12, or \
+                     a filesystem such as tmpfs): using a loop device"
+                );
+                from_loop()?
             }
-            StateMount::Overlay { upper, work } => {
-                let lower = self.image_dir(name)?;
-                let state = self.state()?;
-                let upper = state.open_dir(upper)?;
-                let work = state.open_dir(work)?;
-                let ctx = FsContext::new("overlay")?;
-                ctx.set_string("source", &format!("composefs-{name}"))?;
-                self.set_layers(
-                    &ctx,
-                    Layers {
-                        lower: lower.as_fd(),
-                        data: None,
-                        upper: Some((upper.as_fd(), work.as_fd())),
-                    },
-                )?;
-                ctx.mount(MountAttrFlags::empty())?
-            }
-            StateMount::Transient => {
-                let lower = self.image_dir(name)?;
-                let m =
-                    self.transient_overlay(lower.as_fd(), name, &format!("transient-{name}"))?;
-                self.unstage_after_attach(m, name, target)?;
-                return Ok(());
-            }
-        };
-        self.attach_beneath(&mount, name, target)
-    }
+            other => (other?, None),
+        },
+    };
+    undo.stage(&mount, "erofs", "the erofs mount")?;
+    Ok(ErofsMount {
+        mount,
+        verified: image.verified,
+        loop_device,
+    })
+}
 
-    /// Attaches a transient overlay, then releases its staged tmpfs.
-    fn unstage_after_attach(
-        &mut self,
-        m: Mount,
-        name: &str,
-        target: &Path,
-    ) -> Result<(), ExecError> {
-        self.attach_beneath(&m, name, target)?;
-        self.unstage()
+fn mount_composefs(
+    erofs: ErofsMount,
+    repo: &Repository,
+    how: &plan::Composefs,
+    strategy: MountStrategy,
+) -> Result<(ImageTree, Root), ExecError> {
+    let objects = repo.open_objects()?;
+    let ctx = FsContext::new("overlay")?;
+    ctx.set_string("source", &how.source)?;
+    set_layers(
+        strategy,
+        &ctx,
+        Layers {
+            lower: erofs.mount.as_fd(),
+            data: Some(objects.as_fd()),
+            upper: None,
+        },
+    )?;
+    ctx.set_string("metacopy", "on")?;
+    ctx.set_string("redirect_dir", "on")?;
+    let verity_require = overlay_requires_verity(how.verity, erofs.verified);
+    if verity_require {
+        ctx.set_string("verity", "require")?;
     }
+    let mount = ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?;
+    let root = Root(clone_handle(&mount, "the composefs overlay")?);
+    let tree = ImageTree {
+        mount,
+        verified: Some(erofs.verified),
+        verity_require,
+    };
+    Ok((tree, root))
+}
 
-    /// The image's own directory `name` (in the composefs overlay, below any transient root).
-    fn image_dir(&self, name: &str) -> Result<OwnedFd, ExecError> {
-        let composefs = self
-            .composefs
-            .as_ref()
-            .ok_or_else(|| missing("composefs mount"))?;
+fn clone_tree(path: &Path) -> Result<(ImageTree, Root), ExecError> {
+    let what = path.display().to_string();
+    let mount = Mount::clone_of(CWD, &path_str(path)?, &what)?;
+    mount.set_readonly(&what)?;
+    let root = Root(clone_handle(&mount, &what)?);
+    let tree = ImageTree {
+        mount,
+        verified: None,
+        verity_require: false,
+    };
+    Ok((tree, root))
+}
+
+fn clone_physical_root(
+    sysroot: BorrowedFd<'_>,
+    readonly: bool,
+) -> Result<PhysicalClone, ExecError> {
+    let m = Mount::clone_tree(sysroot, "", true, "the physical root")?;
+    let attrs = MountAttributes {
+        set: if readonly {
+            MountAttrFlags::MOUNT_ATTR_RDONLY
+        } else {
+            MountAttrFlags::empty()
+        },
+        private: true,
+        ..MountAttributes::default()
+    };
+    m.set_attributes(attrs, true, "the physical root's clone")?;
+    Ok(PhysicalClone(m))
+}
+
+/// Makes the physical root's filesystem writable, as `rw` on the command line would have;
+/// the guard makes it read-only again.
+fn remount_writable(
+    sysroot: BorrowedFd<'_>,
+    path: &Path,
+    undo: &mut Undo,
+) -> Result<(), ExecError> {
+    let root = dup(sysroot, path)?;
+    reconfigure_superblock(sysroot, false, &path.display().to_string()).map_err(|e| {
+        hint(
+            e.into(),
+            "is the disk write-protected? boot with `rw`, or use transient /etc and /var",
+        )
+    })?;
+    undo.push(Guard::RestoreReadOnly {
+        root,
+        path: path.to_path_buf(),
+    });
+    Ok(())
+}
+
+/// A private, writable, detached clone of the physical root (whatever the flags of
+/// `/sysroot`'s own mount), and `state` beneath it, created when missing.
+fn open_state_view(
+    sysroot: BorrowedFd<'_>,
+    path: &Path,
+    staged: Option<&Path>,
+    undo: &mut Undo,
+) -> Result<StateView, ExecError> {
+    let view = Mount::clone_tree(sysroot, "", true, "the physical root (state view)")?;
+    let attrs = MountAttributes {
+        clear: MountAttrFlags::MOUNT_ATTR_RDONLY,
+        private: true,
+        ..MountAttributes::default()
+    };
+    view.set_attributes(attrs, true, "the state view")?;
+    if staged.is_some() {
+        // Kernels before 6.15 take overlay layers and bind sources from attached mounts only.
+        undo.stage(&view, "state", "the state view")?;
+    }
+    let (dir, created) = StateDir::create(view.as_fd(), path)?;
+    if let Some(dir) = created {
+        undo.push(Guard::RemoveDir { dir, staged: false });
+    }
+    Ok(StateView { _view: view, dir })
+}
+
+fn attach_root(root: &Root, target: &Path, undo: &mut Undo) -> Result<Attached, ExecError> {
+    root.0
+        .attach(CWD, &path_str(target)?, &target.display().to_string())?;
+    undo.push(Guard::Unmount {
+        mount: clone_handle(&root.0, "the new root")?,
+        at: target.to_path_buf(),
+        staged: false,
+    });
+    Ok(Attached(()))
+}
+
+/// A tmpfs-upper overlay over `root`, which becomes the root (stacked over it at the target
+/// on attach-first paths).
+fn transient_root(
+    root: Root,
+    source: &str,
+    plan: &Plan,
+    undo: &mut Undo,
+) -> Result<Root, ExecError> {
+    let overlay = transient_overlay(root.0.as_fd(), "root", source, plan.strategy, undo)?;
+    if plan.attach_first() {
+        let target = &plan.target;
+        overlay.attach(CWD, &path_str(target)?, &target.display().to_string())?;
+        undo.push(Guard::Unmount {
+            mount: clone_handle(&overlay, "the transient root")?,
+            at: target.clone(),
+            staged: false,
+        });
+    }
+    Ok(Root(overlay))
+}
+
+/// An overlay of `lower` with a fresh tmpfs as upper (changes are lost at reboot).
+fn transient_overlay(
+    lower: BorrowedFd<'_>,
+    what: &str,
+    source: &str,
+    strategy: MountStrategy,
+    undo: &mut Undo,
+) -> Result<Mount, ExecError> {
+    let tmpfs = FsContext::new("tmpfs")?;
+    tmpfs.set_string("mode", "0755")?;
+    let tmpfs = tmpfs.mount(MountAttrFlags::empty())?;
+    undo.stage(&tmpfs, &format!("transient-{what}"), "the transient tmpfs")?;
+    let upper = make_tmpfs_dir(tmpfs.as_fd(), "upper", 0o755)?;
+    let work = make_tmpfs_dir(tmpfs.as_fd(), "work", 0o700)?;
+    let ctx = FsContext::new("overlay")?;
+    ctx.set_string("source", source)?;
+    set_layers(
+        strategy,
+        &ctx,
+        Layers {
+            lower,
+            data: None,
+            upper: Some((upper.as_fd(), work.as_fd())),
+        },
+    )?;
+    Ok(ctx.mount(MountAttrFlags::empty())?)
+}
+
+/// Attaches `mount` at `name` inside the new root; the guard unmounts it on attach-first
+/// paths, where the root is already visible (a detached root takes it along when it goes).
+fn attach_beneath(
+    root: &Root,
+    mount: Mount,
+    name: &str,
+    target: &Path,
+    plan: &Plan,
+    undo: &mut Undo,
+) -> Result<(), ExecError> {
+    mount.attach(root.0.as_fd(), name, &target.display().to_string())?;
+    if plan.attach_first() {
+        undo.push(Guard::Unmount {
+            mount,
+            at: target.to_path_buf(),
+            staged: false,
+        });
+    }
+    Ok(())
+}
+
+/// The state view the plan opens whenever /etc or /var comes from the state directory.
+fn state_view<'v>(view: Option<&'v StateView>, name: &str) -> Result<&'v StateView, ExecError> {
+    view.ok_or_else(|| ExecError::NoStateView {
+        name: name.to_string(),
+    })
+}
+
+fn ensure_state_dir(
+    view: Option<&StateView>,
+    name: &str,
+    dir: &plan::StateDir,
+    undo: &mut Undo,
+) -> Result<(), ExecError> {
+    let created = state_view(view, name)?
+        .dir
+        .create_dirs(&dir.path, dir.mode)?;
+    for dir in created {
+        undo.push(Guard::RemoveDir { dir, staged: false });
+    }
+    Ok(())
+}
+
+fn mount_state(
+    root: &Root,
+    tree: &ImageTree,
+    view: Option<&StateView>,
+    state: &plan::State,
+    plan: &Plan,
+    undo: &mut Undo,
+) -> Result<(), ExecError> {
+    let name = state.name;
+    let image_dir = || {
         rustix::fs::openat(
-            composefs.as_fd(),
+            tree.mount.as_fd(),
             name,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|errno| ExecError::Io {
             what: "open the image's directory",
-            path: self.plan.target.join(name),
+            path: plan.target.join(name),
             errno,
         })
-    }
-
-    /// Attaches `mount` at `name` inside the new root; records the undo when the root is
-    /// already visible.
-    fn attach_beneath(
-        &mut self,
-        mount: &Mount,
-        name: &str,
-        target: &Path,
-    ) -> Result<(), ExecError> {
-        let root = self.root()?;
-        mount.attach(root.as_fd(), name, &target.display().to_string())?;
-        if self.attach_first() {
-            let mount = clone_handle(mount)?;
-            self.undo.push(Undo::Unmount {
-                mount,
-                at: target.to_path_buf(),
-            });
+    };
+    let mount = match &state.how {
+        StateMount::Bind { source } => {
+            let dir = &state_view(view, name)?.dir;
+            let what = dir.path().join(source).display().to_string();
+            Mount::clone_of(dir.open_dir(source)?.as_fd(), "", &what)?
         }
-        Ok(())
-    }
-
-    /// The image file (absent with `--root-fs`, whose plan has no step that reads it).
-    fn image(&self) -> Result<&ImageFile, ExecError> {
-        self.res.image.as_ref().ok_or_else(|| missing("image"))
-    }
-
-    fn root(&self) -> Result<&Mount, ExecError> {
-        self.root.as_ref().ok_or_else(|| missing("root mount"))
-    }
-
-    /// Passes an overlay's layers as the strategy says: fds, `lowerdir+` paths, or one
-    /// legacy `lowerdir=` string.
-    fn set_layers(&self, ctx: &FsContext, layers: Layers<'_>) -> Result<(), ExecError> {
-        let s = self.plan.strategy;
-        if s.fd_layers {
-            ctx.set_fd("lowerdir+", layers.lower, "lower layer")?;
-            if let Some(data) = layers.data {
-                ctx.set_fd("datadir+", data, "objects")?;
-            }
-            if let Some((upper, work)) = layers.upper {
-                ctx.set_fd("upperdir", upper, "upper")?;
-                ctx.set_fd("workdir", work, "work")?;
-            }
-        } else {
-            if s.assembly == Assembly::StringLowerdir {
-                let mut lowerdir = proc_fd_path(layers.lower);
-                if let Some(data) = layers.data {
-                    lowerdir = format!("{lowerdir}::{}", proc_fd_path(data));
-                }
-                ctx.set_string("lowerdir", &lowerdir)?;
-            } else {
-                ctx.set_string("lowerdir+", &proc_fd_path(layers.lower))?;
-                if let Some(data) = layers.data {
-                    ctx.set_string("datadir+", &proc_fd_path(data))?;
-                }
-            }
-            if let Some((upper, work)) = layers.upper {
-                ctx.set_string("upperdir", &proc_fd_path(upper))?;
-                ctx.set_string("workdir", &proc_fd_path(work))?;
-            }
+        StateMount::Overlay { upper, work } => {
+            let lower = image_dir()?;
+            let dir = &state_view(view, name)?.dir;
+            let (upper, work) = (dir.open_dir(upper)?, dir.open_dir(work)?);
+            let ctx = FsContext::new("overlay")?;
+            ctx.set_string("source", &format!("composefs-{name}"))?;
+            set_layers(
+                plan.strategy,
+                &ctx,
+                Layers {
+                    lower: lower.as_fd(),
+                    data: None,
+                    upper: Some((upper.as_fd(), work.as_fd())),
+                },
+            )?;
+            ctx.mount(MountAttrFlags::empty())?
         }
-        Ok(())
-    }
-
-    /// Attach-first paths: attaches `mount` at `at` (in the private staging directory) so
-    /// it can serve as an overlay layer on kernels that refuse detached layers.
-    fn stage(&mut self, mount: &Mount, at: &Path) -> Result<(), ExecError> {
-        let staging = at.parent().unwrap_or(at);
-        if !self
-            .undo
-            .iter()
-            .any(|u| matches!(u, Undo::RemoveStagingDir(p) if p == staging))
-        {
-            match rustix::fs::mkdir(staging, Mode::from_raw_mode(0o700)) {
-                Ok(()) => self
-                    .undo
-                    .push(Undo::RemoveStagingDir(staging.to_path_buf())),
-                Err(Errno::EXIST) => {}
-                Err(errno) => {
-                    return Err(ExecError::Io {
-                        what: "create the staging directory",
-                        path: staging.to_path_buf(),
-                        errno,
-                    });
-                }
-            }
+        StateMount::Transient => {
+            let lower = image_dir()?;
+            let source = format!("transient-{name}");
+            transient_overlay(lower.as_fd(), name, &source, plan.strategy, undo)?
         }
-        rustix::fs::mkdir(at, Mode::from_raw_mode(0o700)).map_err(|errno| ExecError::Io {
-            what: "create the staging directory",
-            path: at.to_path_buf(),
+    };
+    attach_beneath(root, mount, name, &state.target, plan, undo)
+}
+
+/// Points `/run/systemd/volatile-root` at the physical root's device (systemd#35017), best
+/// effort. A link that exists already (another tool made it) is accepted as it is.
+fn volatile_root_link(link: &Path, target: &str, undo: &mut Undo) {
+    let (parent, name) = split(link);
+    let _ = std::fs::create_dir_all(parent);
+    let made = open_dir(parent).and_then(|dir| match rustix::fs::symlinkat(target, &dir, name) {
+        Ok(()) => Ok(Some(dir)),
+        Err(Errno::EXIST) => Ok(None),
+        Err(errno) => Err(ExecError::Io {
+            what: "create the link",
+            path: link.to_path_buf(),
             errno,
-        })?;
-        self.undo.push(Undo::RemoveStagingDir(at.to_path_buf()));
-        mount.attach(CWD, &path_str(at)?, &at.display().to_string())?;
-        self.undo.push(Undo::Unmount {
-            mount: clone_handle(mount)?,
-            at: at.to_path_buf(),
-        });
-        Ok(())
+        }),
+    });
+    match made {
+        Ok(Some(dir)) => undo.push(Guard::RemoveLink {
+            dir,
+            path: link.to_path_buf(),
+        }),
+        Ok(None) => {}
+        Err(e) => log::warn!("could not create {}: {e}", link.display()),
     }
+}
 
-    /// Whether a staged mount is still attached.
-    fn has_staged(&self) -> bool {
-        self.plan.staging.as_ref().is_some_and(|staging| {
-            self.undo.iter().any(
-                |u| matches!(u, Undo::Unmount { at, .. } if at.parent() == Some(staging.as_path())),
-            )
-        })
-    }
-
-    /// Releases the most recent staged mount (and its directory), if any.
-    fn unstage(&mut self) -> Result<(), ExecError> {
-        let Some(staging) = &self.plan.staging else {
-            return Ok(());
-        };
-        let Some(pos) = self.undo.iter().rposition(
-            |u| matches!(u, Undo::Unmount { at, .. } if at.parent() == Some(staging.as_path())),
-        ) else {
-            return Ok(());
-        };
-        let Undo::Unmount { mount, at } = self.undo.remove(pos) else {
-            return Ok(());
-        };
-        mount.unmount(&at)?;
-        if let Some(dpos) = self
-            .undo
-            .iter()
-            .rposition(|u| matches!(u, Undo::RemoveStagingDir(p) if *p == at))
-        {
-            self.undo.remove(dpos);
-        }
-        rustix::fs::rmdir(&at).map_err(|errno| ExecError::Io {
-            what: "remove the staging directory",
-            path: at,
-            errno,
-        })
-    }
-
-    fn release_staging_dir(&mut self) {
-        let Some(staging) = &self.plan.staging else {
-            return;
-        };
-        if let Some(pos) = self
-            .undo
-            .iter()
-            .position(|u| matches!(u, Undo::RemoveStagingDir(p) if p == staging))
-        {
-            self.undo.remove(pos);
-            if let Err(e) = rustix::fs::rmdir(staging) {
-                log::warn!("could not remove {}: {e}", staging.display());
-            }
-        }
-    }
-
-    /// Undoes everything done so far, newest first; returns the undo actions that failed.
-    fn unwind(&mut self) -> Vec<String> {
-        // Detached mounts go with their fds, first: an overlay still mounted in a detached
-        // tree would keep its work directory busy. (Attached ones are held by their undo.)
-        self.root = None;
-        self.composefs = None;
-        self.erofs = None;
-        self.physical = None;
-        let mut failures = Vec::new();
-        let mut first = true;
-        while let Some(undo) = self.undo.pop() {
-            let result = if undo_injected(first) {
-                Err("injected undo failure (CFS_SETUP_ROOT_FAIL_UNDO)".to_string())
-            } else {
-                self.undo_one(&undo)
-            };
-            first = false;
-            match result {
-                Ok(()) => log::info!("undone: {undo}"),
-                Err(e) => {
-                    log::error!("could not undo ({undo}): {e}");
-                    failures.push(format!("{undo}: {e}"));
+/// Extends the PCR with the image's identity (what the kernel enforces decides which), and
+/// logs the event. Without a TPM or on a TPM error: a warning (auto) or a refusal (required,
+/// undone like any failed step).
+fn measure_image(
+    _attached: &Attached,
+    tree: &ImageTree,
+    how: &plan::Measure,
+) -> Result<(String, Result<tpm::Measurement, String>), ExecError> {
+    let (pcr, event) = (how.pcr, how.event(tree.verity_require));
+    tpm::wait_for_device(&how.device);
+    match tpm::measure_and_log(&how.device, &tpm::event_log_path(), pcr, event) {
+        Ok(m) => {
+            let banks: Vec<String> = m.digests.iter().map(|d| d.alg.to_string()).collect();
+            log::info!(
+                "extended TPM PCR {pcr} with {event} in the {} bank{}{}",
+                banks.join(", "),
+                if banks.len() == 1 { "" } else { "s" },
+                if m.logged {
+                    ", logged"
+                } else {
+                    " (not logged)"
                 }
-            }
+            );
+            Ok((event.to_string(), Ok(m)))
         }
-        self.state = None;
-        self.state_view = None;
-        self.loopdev = None;
-        failures
-    }
-
-    fn undo_one(&self, undo: &Undo) -> Result<(), String> {
-        match undo {
-            Undo::Unmount { mount, at } => mount.unmount(at).map_err(|e| e.to_string()),
-            Undo::RemoveStagingDir(p) => rustix::fs::rmdir(p).map_err(errno_text),
-            Undo::RemoveStateDir(d) => d.remove().map_err(errno_text),
-            Undo::RemoveLink(p) => rustix::fs::unlink(p).map_err(errno_text),
-            Undo::RestoreReadOnly => reconfigure_superblock(
-                self.res.sysroot_fd.as_fd(),
-                true,
-                &self.plan.sysroot.display().to_string(),
-            )
-            .map_err(|e| e.to_string()),
+        Err(e) if how.required => Err(e.into()),
+        Err(e) => {
+            log::warn!(
+                "{e}; the image is not measured into PCR {pcr} (as {event}), the boot goes on ([tpm] measure = \"auto\")"
+            );
+            Ok((event.to_string(), Err(e.to_string())))
         }
     }
 }
 
-fn errno_text(errno: Errno) -> String {
-    std::io::Error::from(errno).to_string()
+/// The layers of one overlay, as fds; passed to the kernel as the strategy says.
+struct Layers<'a> {
+    lower: BorrowedFd<'a>,
+    data: Option<BorrowedFd<'a>>,
+    upper: Option<(BorrowedFd<'a>, BorrowedFd<'a>)>,
 }
 
-impl Run<'_> {
-    /// Extends the PCR; without a TPM or on a TPM error, a warning (auto) or a refusal
-    /// (required, undone like any failed step).
-    fn measure_image(
-        &mut self,
-        device: &Path,
-        pcr: u32,
-        event: &str,
-        required: bool,
-    ) -> Result<(), ExecError> {
-        tpm::wait_for_device(device);
-        match tpm::measure_and_log(device, &tpm::event_log_path(), pcr, event) {
-            Ok(m) => {
-                let banks: Vec<String> = m.digests.iter().map(|d| d.alg.to_string()).collect();
-                log::info!(
-                    "extended TPM PCR {pcr} with {event} in the {} bank{}{}",
-                    banks.join(", "),
-                    if banks.len() == 1 { "" } else { "s" },
-                    if m.logged {
-                        ", logged"
-                    } else {
-                        " (not logged)"
-                    }
-                );
-                self.report.tpm = Some(Ok(m));
-                Ok(())
-            }
-            Err(e) if required => Err(e.into()),
-            Err(e) => {
-                log::warn!(
-                    "{e}; the image is not measured into PCR {pcr}, the boot goes on ([tpm] measure = \"auto\")"
-                );
-                self.report.tpm = Some(Err(e.to_string()));
-                Ok(())
-            }
+/// Passes an overlay's layers as the strategy says: fds, `lowerdir+` paths, or one legacy
+/// `lowerdir=` string.
+fn set_layers(s: MountStrategy, ctx: &FsContext, layers: Layers<'_>) -> Result<(), ExecError> {
+    if s.fd_layers {
+        ctx.set_fd("lowerdir+", layers.lower, "lower layer")?;
+        if let Some(data) = layers.data {
+            ctx.set_fd("datadir+", data, "objects")?;
+        }
+        if let Some((upper, work)) = layers.upper {
+            ctx.set_fd("upperdir", upper, "upper")?;
+            ctx.set_fd("workdir", work, "work")?;
+        }
+        return Ok(());
+    }
+    if s.assembly == Assembly::StringLowerdir {
+        let mut lowerdir = proc_fd_path(layers.lower);
+        if let Some(data) = layers.data {
+            lowerdir = format!("{lowerdir}::{}", proc_fd_path(data));
+        }
+        ctx.set_string("lowerdir", &lowerdir)?;
+    } else {
+        ctx.set_string("lowerdir+", &proc_fd_path(layers.lower))?;
+        if let Some(data) = layers.data {
+            ctx.set_string("datadir+", &proc_fd_path(data))?;
         }
     }
+    if let Some((upper, work)) = layers.upper {
+        ctx.set_string("upperdir", &proc_fd_path(upper))?;
+        ctx.set_string("workdir", &proc_fd_path(work))?;
+    }
+    Ok(())
 }
 
 /// A read-only erofs superblock over `source`, as a detached mount.
@@ -1017,17 +1036,57 @@ fn erofs_superblock(source: &str) -> Result<Mount, ExecError> {
     Ok(ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?)
 }
 
-/// A second fd naming the same mount (the composefs overlay serves both as the root and as
-/// the lower of /etc and /var overlays).
-fn clone_handle(m: &Mount) -> Result<Mount, ExecError> {
-    m.try_clone().map_err(|e| ExecError::Io {
+/// A second fd naming the same mount, `what` (for messages).
+fn clone_handle(m: &Mount, what: &str) -> Result<Mount, ExecError> {
+    m.try_clone().map_err(|e| clone_error(what, &e))
+}
+
+fn clone_error(what: &str, e: &std::io::Error) -> ExecError {
+    ExecError::Io {
         what: "dup the mount fd of",
-        path: PathBuf::from("the composefs overlay"),
-        errno: Errno::from_io_error(&e).unwrap_or(Errno::INVAL),
+        path: PathBuf::from(what),
+        errno: Errno::from_io_error(e).unwrap_or(Errno::MFILE),
+    }
+}
+
+fn dup(fd: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, ExecError> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|errno| ExecError::Io {
+        what: "dup the fd of",
+        path: path.to_path_buf(),
+        errno,
     })
 }
 
-fn make_dir(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<OwnedFd, ExecError> {
+fn open_dir(path: &Path) -> Result<OwnedFd, ExecError> {
+    rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| ExecError::Io {
+        what: "open",
+        path: path.to_path_buf(),
+        errno,
+    })
+}
+
+fn make_dir(
+    parent: OwnedFd,
+    name: &str,
+    mode: u32,
+    path: &Path,
+) -> Result<Option<CreatedDir>, ExecError> {
+    Ok(repo::make_dir(parent, name.into(), mode, path)?)
+}
+
+/// A path's directory and last component (`/` and `""` for the root).
+fn split(path: &Path) -> (&Path, &str) {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    (parent, name)
+}
+
+fn make_tmpfs_dir(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<OwnedFd, ExecError> {
     let err = |errno| ExecError::Io {
         what: "create in the transient tmpfs",
         path: PathBuf::from(name),
@@ -1043,22 +1102,12 @@ fn make_dir(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<OwnedFd, ExecE
     .map_err(err)
 }
 
-fn path_str(p: &Path) -> Result<String, ExecError> {
-    p.to_str().map(str::to_string).ok_or(ExecError::Io {
+fn path_str(p: &Path) -> Result<&str, ExecError> {
+    p.to_str().ok_or(ExecError::Io {
         what: "non-UTF-8 path",
         path: p.to_path_buf(),
         errno: Errno::INVAL,
     })
-}
-
-/// A slot found empty: unreachable for a plan that passed `dataflow::check`, kept so that a
-/// slip is an error and an undo, never a panic.
-fn missing(what: &'static str) -> ExecError {
-    ExecError::Io {
-        what: "internal: step order left no",
-        path: PathBuf::from(what),
-        errno: Errno::INVAL,
-    }
 }
 
 fn hint(e: ExecError, check: &'static str) -> ExecError {

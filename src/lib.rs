@@ -1,8 +1,9 @@
 //! cfs-setup-root: turn `/sysroot` into a verified composefs root in the initramfs.
 //!
 //! Data flows one way: the command line and the config become selectors and settings,
-//! the repository and the kernel are surveyed, `plan` turns all of it into steps without
-//! touching anything, and `execute` runs the steps with an undo stack. See
+//! the repository and the kernel are surveyed, `plan` turns all of it into decisions
+//! without touching anything, and `execute` carries them out, step by typed step, with an
+//! undo stack. See
 //! `design.md` in the project's shared notes for the picture.
 
 #![warn(missing_docs)]
@@ -10,7 +11,6 @@
 pub mod cli;
 pub mod cmdline;
 pub mod config;
-pub mod dataflow;
 mod decimal;
 pub mod digest;
 pub mod execute;
@@ -44,8 +44,8 @@ pub mod exit {
     /// `[image] max-size`, or an entry that leads out of the repository or the state
     /// directory.
     pub const REFUSED: u8 = 4;
-    /// A mount step failed, or the kernel lacks a needed feature (or, a bug, the plan is
-    /// in an order its steps cannot run in); everything was undone.
+    /// A mount step failed, the kernel lacks a needed feature, or the state directory,
+    /// `--target` or the mount table could not be read; everything was undone.
     pub const MOUNT: u8 = 5;
     /// `[tpm] measure = "required"` and the image could not be measured (no TPM, or a TPM
     /// error); everything was undone.
@@ -113,9 +113,18 @@ pub enum RunError {
         "cannot probe the kernel's mount features: {0} (cfs-setup-root must run as root, with CAP_SYS_ADMIN)"
     )]
     Probe(std::io::Error),
-    /// The plan's order leaves a step without what it needs (a bug: nothing was mounted).
-    #[error("{0}")]
-    Plan(dataflow::OrderError),
+    /// The state directory could not be opened (for another reason than an entry leading
+    /// out of it, which is [`RunError::Refused`]).
+    #[error("{0} (check the physical root's state directory)")]
+    State(repo::RepoError),
+    /// The mount table could not be read (for the `--target` busy check).
+    #[error("cannot read {}: {source} (is /proc mounted?)", path.display())]
+    Mountinfo {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// `--target` already has a root mounted on it.
     #[error(
         "{} already has {mounted} mounted on it (a soft reboot staged earlier?): `systemctl soft-reboot` switches to it, `umount -R {}` drops it; then stage again",
@@ -161,7 +170,8 @@ impl RunError {
             RunError::Refused(_) => exit::REFUSED,
             RunError::Feature(_)
             | RunError::Probe(_)
-            | RunError::Plan(_)
+            | RunError::State(_)
+            | RunError::Mountinfo { .. }
             | RunError::TargetBusy { .. }
             | RunError::TargetDir { .. } => exit::MOUNT,
             RunError::Step(e) if e.cause.is_refusal() => exit::REFUSED,
@@ -184,6 +194,10 @@ pub enum Outcome {
 
 /// Runs the whole setup.
 pub fn run(opts: &Options) -> Result<Outcome, RunError> {
+    if opts.dry_run {
+        // A dry run changes nothing, the kernel log included.
+        log::kernel_log_off();
+    }
     let started = std::time::Instant::now();
     let text = match &opts.cmdline {
         Some(text) => text.clone(),
@@ -260,7 +274,8 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
     let etc_state = match repo::StateDir::open(sysroot_fd.as_fd(), &opts.sysroot) {
         Ok(Some(state)) => state.etc_state(&deploy),
         Ok(None) => repo::EtcState::Missing,
-        Err(e) => return Err(RunError::Refused(e)),
+        Err(e) if e.is_escape() => return Err(RunError::Refused(e)),
+        Err(e) => return Err(RunError::State(e)),
     };
     let physical = physroot::survey(sysroot_fd.as_fd());
     ::log::info!("physical root {}: {physical}", opts.sysroot.display());
@@ -283,19 +298,18 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         etc_state,
         physical,
         volatile_state: kargs.volatile_state,
-        gpt_auto_root: gpt_auto_root(&opts.sysroot),
+        gpt_auto_root: gpt_auto_root(Path::new(GPT_AUTO_ROOT)),
         staging: staging_dir(),
         tpm_device: opts.tpm_device.clone(),
     };
     let plan = plan::plan(&inputs);
-    let order = plan.check_order().map_err(RunError::Plan)?;
     if opts.dry_run {
         return Ok(Outcome::DryRun(plan));
     }
-    ::log::info!("plan: {} steps, {}", plan.steps.len(), plan.strategy);
+    ::log::info!("plan: {} steps, {}", plan.lines().len(), plan.strategy);
     // `--target`: a free directory, created when missing (and removed again on failure).
     let created_target = match &opts.target {
-        Some(target) => prepare_target(target)?,
+        Some(target) => prepare_target(target, Path::new(MOUNTINFO))?,
         None => None,
     };
     let (image_path, image_size) = match (&image, &opts.root_fs) {
@@ -303,13 +317,8 @@ pub fn run(opts: &Options) -> Result<Outcome, RunError> {
         (None, Some(tree)) => (tree.clone(), 0),
         (None, None) => (PathBuf::new(), 0),
     };
-    let resources = execute::Resources {
-        repo,
-        image,
-        sysroot_fd,
-    };
     let survey_usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let report = match execute::execute(&plan, &order, resources) {
+    let report = match execute::execute(&plan, sysroot_fd, repo.zip(image)) {
         Ok(report) => report,
         Err(e) => {
             if let Some(dir) = created_target {
@@ -381,7 +390,9 @@ fn open_chosen_image(
         skipped,
     } = match plan::choose_image(selectors, repo.algorithm(), |d| match repo.open_image(d) {
         repo::ImageLookup::Found(image) => plan::Lookup::Found(image),
-        repo::ImageLookup::Absent => plan::Lookup::Absent,
+        repo::ImageLookup::Absent => {
+            plan::Lookup::Absent(repo.image_path(d), repo.path().to_path_buf())
+        }
         repo::ImageLookup::Unusable(e) => plan::Lookup::Unusable(e.to_string()),
         repo::ImageLookup::Escapes(e) => plan::Lookup::Refused(e),
     }) {
@@ -415,8 +426,11 @@ use std::os::fd::AsFd;
 /// `--target`: refuses a directory that already has a root mounted on it (an earlier staging
 /// not yet switched to), rather than stacking a second root over it; creates a missing one
 /// (`/run/nextroot` does not exist until something stages a soft reboot) and returns it.
-fn prepare_target(target: &Path) -> Result<Option<PathBuf>, RunError> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+fn prepare_target(target: &Path, mountinfo: &Path) -> Result<Option<PathBuf>, RunError> {
+    let info = std::fs::read_to_string(mountinfo).map_err(|source| RunError::Mountinfo {
+        path: mountinfo.to_path_buf(),
+        source,
+    })?;
     if let Some(mounted) = status::source_at(&info, target) {
         return Err(RunError::TargetBusy {
             target: target.to_path_buf(),
@@ -433,14 +447,20 @@ fn prepare_target(target: &Path) -> Result<Option<PathBuf>, RunError> {
     }
 }
 
-/// `/dev/gpt-auto-root` exists: the physical root's device numbers, for
-/// `/run/systemd/volatile-root` (systemd#35017).
-fn gpt_auto_root(sysroot: &Path) -> Option<(u32, u32)> {
-    if !Path::new("/dev/gpt-auto-root").exists() {
-        return None;
-    }
-    let st = rustix::fs::stat(sysroot).ok()?;
-    Some((rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)))
+/// The mount table read for the `--target` busy check.
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// The link systemd's gpt-auto-generator makes to the physical root's block device.
+const GPT_AUTO_ROOT: &str = "/dev/gpt-auto-root";
+
+/// The block device `link` (`/dev/gpt-auto-root`) names, as (major, minor), for
+/// `/run/systemd/volatile-root` (systemd#35017). The device itself: the `st_dev` of a
+/// mounted btrfs is an anonymous device that names no block device.
+fn gpt_auto_root(link: &Path) -> Option<(u32, u32)> {
+    let st = rustix::fs::stat(link).ok()?;
+    let is_block =
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::BlockDevice;
+    is_block.then(|| (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)))
 }
 
 /// A private, per-process directory for attach-first staging mounts.

@@ -12,6 +12,7 @@
 //! into pieces of at most [`KMSG_PIECE`] bytes, each after the first marked `(continued)`.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -68,12 +69,24 @@ struct Logger {
     kmsg: Option<Mutex<Kmsg>>,
 }
 
+/// Set by [`kernel_log_off`]: everything goes to stderr.
+static KERNEL_LOG_OFF: AtomicBool = AtomicBool::new(false);
+
+/// From now on, nothing is written to the kernel log, every line to stderr (`--dry-run`,
+/// which must leave the system as it was, the kernel log included).
+pub fn kernel_log_off() {
+    KERNEL_LOG_OFF.store(true, Ordering::Relaxed);
+}
+
 impl Logger {
     /// Writes to the kernel log; false when there is none.
     fn to_kmsg(&self, record: &Record<'_>) -> bool {
         let Some(kmsg) = &self.kmsg else {
             return false;
         };
+        if KERNEL_LOG_OFF.load(Ordering::Relaxed) {
+            return false;
+        }
         let Ok(mut kmsg) = kmsg.lock() else {
             return false;
         };

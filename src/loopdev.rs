@@ -5,7 +5,7 @@
 //! when its last user goes: the erofs superblock, or our fd if the mount never happened.
 //! So dropping a `LoopDevice` whose mount failed leaves no device behind.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -71,7 +71,8 @@ pub enum LoopError {
 /// A loop device bound read-only to a file, with autoclear set.
 #[derive(Debug)]
 pub struct LoopDevice {
-    fd: OwnedFd,
+    /// Held open: with autoclear, the device is released when its last opener is gone.
+    _fd: OwnedFd,
     path: String,
 }
 
@@ -107,7 +108,7 @@ impl LoopDevice {
             let mut config = loop_config(backing);
             // SAFETY: see the `Ioctl` impl of `Configure`.
             match unsafe { rustix::ioctl::ioctl(&fd, Configure(&mut config)) } {
-                Ok(()) => return Ok(LoopDevice { fd, path }),
+                Ok(()) => return Ok(LoopDevice { _fd: fd, path }),
                 // Someone bound it between GET_FREE and CONFIGURE: take another.
                 Err(Errno::BUSY) => last = Errno::BUSY,
                 Err(errno) => {
@@ -129,11 +130,6 @@ impl LoopDevice {
     /// `/dev/loopN`.
     pub fn path(&self) -> &str {
         &self.path
-    }
-
-    /// The open device.
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
     }
 }
 

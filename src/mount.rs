@@ -101,11 +101,6 @@ impl FsContext {
         Ok(FsContext { fd, fstype })
     }
 
-    /// The filesystem type this context creates.
-    pub fn fstype(&self) -> &'static str {
-        self.fstype
-    }
-
     /// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
     pub fn set_string(&self, key: &str, value: &str) -> Result<(), MountError> {
         rustix::mount::fsconfig_set_string(&self.fd, key, value)
@@ -265,22 +260,11 @@ impl Mount {
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
-
-    /// `/proc/self/fd/N` for this mount, for string options that need a path.
-    pub fn proc_path(&self) -> String {
-        proc_fd_path(self.fd.as_fd())
-    }
 }
 
 /// `/proc/self/fd/N`: the path of an open fd, resolvable by the kernel while it is open.
 pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
-}
-
-/// Lazily unmounts whatever is mounted on top at `path` (`umount2(MNT_DETACH)`).
-pub fn detach(path: &Path) -> Result<(), MountError> {
-    rustix::mount::unmount(path, UnmountFlags::DETACH)
-        .map_err(|e| MountError::syscall(format!("unmount {}", path.display()), e))
 }
 
 /// What a `mount_setattr` call changes: flags to set and clear, and a new propagation type.

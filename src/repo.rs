@@ -27,8 +27,6 @@ pub const REPOSITORY_DIR: &str = "composefs";
 pub const STATE_DIR: &str = "state";
 /// The deployments' directory below the state directory.
 pub const DEPLOY_DIR: &str = "deploy";
-/// The deployments' state directory below the sysroot.
-pub const STATE_DEPLOY_DIR: &str = "state/deploy";
 
 /// What went wrong with the repository or the state directory, always naming the path.
 #[derive(Debug, thiserror::Error)]
@@ -612,7 +610,7 @@ impl StateDir {
 
 /// `mkdirat(parent, name, mode)` with the mode set exactly (mkdir obeys the umask); `None`
 /// when it exists already.
-fn make_dir(
+pub(crate) fn make_dir(
     parent: OwnedFd,
     name: OsString,
     mode: u32,

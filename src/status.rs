@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use crate::execute::Report;
 use crate::json::{self, Value};
-use crate::plan::{Plan, StateMount, Step};
+use crate::plan::{Plan, StateMount, state_path};
 use crate::tpm::json_string;
+use crate::verdict::Verified;
 
 /// Where the record is written.
 pub const PATH: &str = "/run/cfs-setup-root/status.json";
@@ -292,58 +293,36 @@ pub struct Facts<'a> {
     pub survey_usec: u64,
 }
 
-/// The record of a successful run.
+/// The record of a successful run: the plan's decisions and what the steps returned.
 pub fn build(plan: &Plan, report: &Report, facts: &Facts<'_>) -> Status {
     let hex = plan.digest.to_hex();
-    let mut etc = None;
-    let mut var = None;
-    let mut physical_root = String::new();
-    let mut readonly = false;
-    let mut transient_root = false;
-    for step in &plan.steps {
-        match step {
-            Step::MountState { name, how, target } => {
-                let (mode, source, work) = match how {
-                    StateMount::Bind { source } => ("bind", Some(source), None),
-                    StateMount::Overlay { upper, work } => ("overlay", Some(upper), Some(work)),
-                    StateMount::Transient => ("transient", None, None),
-                };
-                // Plan paths are relative to the state directory; the record's to the
-                // physical root, as the plan's lines print them.
-                let rel = |p: &PathBuf| {
-                    Path::new(crate::repo::STATE_DIR)
-                        .join(p)
-                        .display()
-                        .to_string()
-                };
-                let info = StateInfo {
-                    mode: mode.to_string(),
-                    source: source.map(rel),
-                    work: work.map(rel),
-                    target: Some(target.display().to_string()),
-                };
-                if *name == "etc" {
-                    etc = Some(info);
-                } else {
-                    var = Some(info);
-                }
-            }
-            Step::ClonePhysicalRoot { readonly: ro, .. } => readonly = *ro,
-            Step::MountPhysicalRoot { target } => physical_root = target.display().to_string(),
-            Step::TransientRoot { .. } => transient_root = true,
-            _ => {}
+    // Plan paths are relative to the state directory; the record's to the physical root,
+    // as the plan's lines print them.
+    let info = |state: &crate::plan::State| {
+        let (mode, source, work) = match &state.how {
+            StateMount::Bind { source } => ("bind", Some(source), None),
+            StateMount::Overlay { upper, work } => ("overlay", Some(upper), Some(work)),
+            StateMount::Transient => ("transient", None, None),
+        };
+        StateInfo {
+            mode: mode.to_string(),
+            source: source.map(|p| state_path(p)),
+            work: work.map(|p| state_path(p)),
+            target: Some(state.target.display().to_string()),
         }
-    }
+    };
+    let etc = plan.etc.as_ref().map(info);
+    let var = plan.var.as_ref().map(info);
     let none = || StateInfo {
         mode: "none".into(),
         source: None,
         work: None,
         target: None,
     };
-    let event = format!("composefs:{hex}");
+    let policy = facts.tpm_policy.to_string();
     let tpm = match &report.tpm {
-        Some(Ok(m)) => TpmInfo {
-            policy: facts.tpm_policy.to_string(),
+        Some((_, Ok(m))) => TpmInfo {
+            policy,
             measured: true,
             pcr: m.pcr,
             event: m.event.clone(),
@@ -351,17 +330,23 @@ pub fn build(plan: &Plan, report: &Report, facts: &Facts<'_>) -> Status {
             logged: m.logged,
             reason: None,
         },
-        other => TpmInfo {
-            policy: facts.tpm_policy.to_string(),
+        Some((event, Err(why))) => TpmInfo {
+            policy,
             measured: false,
             pcr: crate::tpm::IMAGE_PCR,
-            event,
+            event: event.clone(),
             banks: Vec::new(),
             logged: false,
-            reason: Some(match other {
-                Some(Err(why)) => why.clone(),
-                _ => "[tpm] measure = \"off\"".to_string(),
-            }),
+            reason: Some(why.clone()),
+        },
+        None => TpmInfo {
+            policy,
+            measured: false,
+            pcr: crate::tpm::IMAGE_PCR,
+            event: format!("composefs:{hex}"),
+            banks: Vec::new(),
+            logged: false,
+            reason: Some("[tpm] measure = \"off\"".to_string()),
         },
     };
     let mut phases = vec![Phase {
@@ -382,8 +367,8 @@ pub fn build(plan: &Plan, report: &Report, facts: &Facts<'_>) -> Status {
         insecure: facts.selector.insecure,
         image_path: facts.image_path.display().to_string(),
         image_size: facts.image_size,
-        kernel_fsverity: report.kernel_verity,
-        userspace_digest: report.computed_digest,
+        kernel_fsverity: report.verified == Some(Verified::ByKernel),
+        userspace_digest: report.verified == Some(Verified::ByComputation),
         verity_require: report.verity_require,
         skipped: facts.skipped.clone(),
         source: format!("composefs:{hex}"),
@@ -394,11 +379,11 @@ pub fn build(plan: &Plan, report: &Report, facts: &Facts<'_>) -> Status {
             "file".into()
         },
         loop_device: report.loop_device.clone(),
-        transient_root,
+        transient_root: plan.transient_root.is_some(),
         etc: etc.unwrap_or_else(none),
         var: var.unwrap_or_else(none),
-        physical_root,
-        physical_root_readonly: readonly,
+        physical_root: plan.target.join("sysroot").display().to_string(),
+        physical_root_readonly: plan.physical_readonly,
         tpm,
         phases,
     }
