@@ -316,7 +316,9 @@ fn assemble(
     };
     if let Some((link, target)) = &plan.volatile_root {
         steps.run("volatile-root-link", Plan::link_line(link, target), || {
-            volatile_root_link(link, target, undo);
+            if let Err(e) = volatile_root_link(link, target, undo) {
+                log::warn!("could not create {}: {e}", link.display());
+            }
             Ok(())
         })?;
     }
@@ -930,26 +932,25 @@ fn mount_state(
 
 /// Points `/run/systemd/volatile-root` at the physical root's device (systemd#35017), best
 /// effort. A link that exists already (another tool made it) is accepted as it is.
-fn volatile_root_link(link: &Path, target: &str, undo: &mut Undo) {
+fn volatile_root_link(link: &Path, target: &str, undo: &mut Undo) -> Result<(), ExecError> {
     let (parent, name) = split(link);
     let _ = std::fs::create_dir_all(parent);
-    let made = open_dir(parent).and_then(|dir| match rustix::fs::symlinkat(target, &dir, name) {
-        Ok(()) => Ok(Some(dir)),
-        Err(Errno::EXIST) => Ok(None),
-        Err(errno) => Err(ExecError::Io {
-            what: "create the link",
-            path: link.to_path_buf(),
-            errno,
-        }),
-    });
-    match made {
-        Ok(Some(dir)) => undo.push(Guard::RemoveLink {
+    let dir = open_dir(parent)?;
+    match rustix::fs::symlinkat(target, &dir, name) {
+        Ok(()) => undo.push(Guard::RemoveLink {
             dir,
             path: link.to_path_buf(),
         }),
-        Ok(None) => {}
-        Err(e) => log::warn!("could not create {}: {e}", link.display()),
+        Err(Errno::EXIST) => {}
+        Err(errno) => {
+            return Err(ExecError::Io {
+                what: "create the link",
+                path: link.to_path_buf(),
+                errno,
+            });
+        }
     }
+    Ok(())
 }
 
 /// Extends the PCR with the image's identity (what the kernel enforces decides which), and
@@ -1149,5 +1150,43 @@ impl std::io::Read for ProgressReader<'_> {
             self.next_report = self.offset.saturating_add(PROGRESS_STEP);
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_volatile_root_link_is_accepted_as_it_is() {
+        let dir = std::env::temp_dir().join(format!("cfs-exec-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("volatile-root");
+        std::os::unix::fs::symlink("/dev/block/8:1", &link).unwrap();
+        let mut undo = Undo::new(None);
+        volatile_root_link(&link, "/dev/block/259:3", &mut undo).expect("accepted");
+        assert!(undo.guards.is_empty(), "a guard for a link we did not make");
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("/dev/block/8:1")
+        );
+        // A new one is made, and its guard removes it again.
+        std::fs::remove_file(&link).unwrap();
+        volatile_root_link(&link, "/dev/block/259:3", &mut undo).expect("made");
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("/dev/block/259:3")
+        );
+        assert!(undo.unwind().is_empty());
+        assert!(std::fs::symlink_metadata(&link).is_err(), "the link stays");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_dup_names_the_mount() {
+        let e = clone_error("the erofs mount", &std::io::Error::from_raw_os_error(24));
+        assert!(e.to_string().contains("the erofs mount"), "{e}");
+        assert!(!e.to_string().contains("composefs"), "{e}");
     }
 }

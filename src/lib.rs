@@ -472,3 +472,53 @@ fn staging_dir() -> PathBuf {
     };
     PathBuf::from(format!("{base}/cfs-setup-root.{}", std::process::id()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cfs-lib-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn volatile_root_names_the_device_gpt_auto_root_points_at() {
+        // The device node's own numbers (st_rdev), not the st_dev of the filesystem it is
+        // in (nor of the mounted root: an anonymous device on btrfs).
+        let dir = scratch("gpt");
+        let dev = dir.join("gpt-auto-root");
+        let made = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &dev,
+            rustix::fs::FileType::BlockDevice,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            rustix::fs::makedev(259, 3),
+        );
+        if made.is_err() {
+            eprintln!("skipped: cannot make a block device node here ({made:?}; needs root)");
+            return;
+        }
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&dev, &link).unwrap();
+        assert_eq!(gpt_auto_root(&link), Some((259, 3)));
+        // Not a block device, or absent: no link.
+        assert_eq!(gpt_auto_root(Path::new("/dev/null")), None);
+        assert_eq!(gpt_auto_root(&dir.join("absent")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_mount_table_fails_the_target_check() {
+        let dir = scratch("target");
+        let target = dir.join("next");
+        let e = prepare_target(&target, &dir.join("no-mountinfo")).expect_err("no mount table");
+        assert!(matches!(e, RunError::Mountinfo { .. }), "{e}");
+        assert_eq!(e.exit_code(), exit::MOUNT);
+        assert!(e.to_string().contains("no-mountinfo"), "{e}");
+        assert!(!target.exists(), "the target was created");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

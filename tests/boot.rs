@@ -506,3 +506,59 @@ fn image_on_tmpfs_falls_back_to_a_loop_device() {
     assert!(run.stderr.contains("using a loop device"), "{}", run.stderr);
     check_root(repo, &sysroot, &ns, "tmpfs-loop-fallback");
 }
+
+#[test]
+fn dry_run_writes_nothing_to_the_kernel_log() {
+    if !root_or_skip("dry_run_writes_nothing_to_the_kernel_log") {
+        return;
+    }
+    // Logging to the kernel log as at boot (not the tests' stderr-only mode): the survey
+    // lines of a dry run go to stderr, and the kernel log gets none of them.
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let ns = Namespace::new(&sysroot.path);
+    let karg = format!("composefs=?{}", repo.hex);
+    let run = ns.run_env(
+        &sysroot.args(&karg, &["--dry-run"]),
+        &[("CFS_SETUP_ROOT_LOG", "kmsg")],
+    );
+    run.ok();
+    let image = sysroot.image(&repo.hex);
+    assert!(
+        run.stderr.contains(&format!("booting {}", image.display())),
+        "{}",
+        run.stderr
+    );
+    let kmsg = kernel_log();
+    let ours: Vec<&String> = kmsg
+        .iter()
+        .filter(|l| l.contains(sysroot.path.to_str().unwrap()))
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "--dry-run wrote to the kernel log: {ours:?}"
+    );
+}
+
+/// The kernel log's records, as far as the buffer reaches back (read only).
+fn kernel_log() -> Vec<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .expect("open /dev/kmsg for reading");
+    let mut records = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => records.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            // Overwritten while reading: go on with what is there now.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+    }
+    records
+}

@@ -475,3 +475,43 @@ fn objects_directory_out_of_the_repository_is_refused() {
     run.fails(4, &[objects.to_str().unwrap(), "outside the repository"]);
     assert_eq!(ns.mounts(), before);
 }
+
+#[test]
+fn a_file_bind_mounted_onto_an_image_entry_is_refused() {
+    if !root_or_skip("a_file_bind_mounted_onto_an_image_entry_is_refused") {
+        return;
+    }
+    // Repository look-ups stay on the repository's mount (RESOLVE_NO_XDEV): an image entry
+    // with a file mounted over it is refused, even with check-digest = false, where nothing
+    // else would notice (here the file even holds the right image).
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let image = sysroot.image(&repo.hex);
+    let data = fs::read(&image).unwrap();
+    fs::remove_file(&image).unwrap();
+    fs::write(&image, &data).unwrap();
+    let outside = sysroot.path.with_extension("outside-image");
+    fs::write(&outside, &data).unwrap();
+    let cfg = sysroot.path.with_extension("toml");
+    fs::write(&cfg, "[image]\ncheck-digest = false\n").unwrap();
+    let ns = Namespace::new(&sysroot.path);
+    let (code, out) = ns.shell(&format!(
+        "mount --bind {} {}",
+        outside.display(),
+        image.display()
+    ));
+    assert_eq!(code, Some(0), "{out}");
+    let before = ns.mounts();
+    let karg = format!("composefs=?{}", repo.hex);
+    let run = ns.run(&sysroot.args(&karg, &["--config", cfg.to_str().unwrap()]));
+    run.fails(
+        4,
+        &[image.to_str().unwrap(), "resolves outside the repository"],
+    );
+    assert_eq!(ns.mounts(), before, "mounts left behind:\n{}", run.stderr);
+    // Without the mount the same entry boots: the refusal is the mount's.
+    let (code, out) = ns.shell(&format!("umount {}", image.display()));
+    assert_eq!(code, Some(0), "{out}");
+    ns.run(&sysroot.args(&karg, &["--config", cfg.to_str().unwrap()]))
+        .ok();
+}

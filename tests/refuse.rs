@@ -329,3 +329,77 @@ fn image_without_sysroot_dir_unwinds_on_every_path() {
         );
     }
 }
+
+#[test]
+fn a_mismatch_on_the_first_selector_is_fatal_even_if_the_second_would_boot() {
+    if !root_or_skip("a_mismatch_on_the_first_selector_is_fatal_even_if_the_second_would_boot") {
+        return;
+    }
+    // `images/<other>` holds the real image: it opens, but its digest is not <other>. The
+    // second selector names an image that would boot: a mismatch is tampering, not a reason
+    // to try the next selector.
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let other = "ef".repeat(32);
+    fs::copy(sysroot.image(&repo.hex), sysroot.image(&other)).unwrap();
+    let run = refused(
+        &sysroot,
+        &format!("composefs=?{other} composefs=?{}", repo.hex),
+        &[],
+        4,
+        &[
+            sysroot.image(&other).to_str().unwrap(),
+            &format!("has digest sha256:{}", repo.hex),
+            "refusing to mount it",
+        ],
+    );
+    assert!(!run.stderr.contains("skipping"), "{}", run.stderr);
+    assert!(!sysroot.path.join("state").exists());
+}
+
+#[test]
+fn a_missing_image_names_the_image_and_the_repository_and_what_to_do() {
+    if !root_or_skip("a_missing_image_names_the_image_and_the_repository_and_what_to_do") {
+        return;
+    }
+    let sysroot = Sysroot::new(repo256());
+    let other = "ab".repeat(32);
+    let repository = sysroot.path.join("composefs");
+    refused(
+        &sysroot,
+        &format!("composefs=?{other}"),
+        &[],
+        3,
+        &[
+            &format!("no such image in the repository {}", repository.display()),
+            &format!(
+                "{} does not exist",
+                repository.join("images").join(&other).display()
+            ),
+            "boot an older boot entry",
+            "the one on this disk",
+        ],
+    );
+}
+
+#[test]
+fn an_unopenable_state_directory_is_a_setup_failure_naming_it() {
+    if !root_or_skip("an_unopenable_state_directory_is_a_setup_failure_naming_it") {
+        return;
+    }
+    // `state` is a file: not a containment violation (exit 4) but a failure to set up
+    // (exit 5), naming the path and the cause.
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let state = sysroot.path.join("state");
+    fs::write(&state, b"not a directory").unwrap();
+    let run = refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        5,
+        &[state.to_str().unwrap(), "Not a directory"],
+    );
+    assert!(!run.stderr.contains("refusing"), "{}", run.stderr);
+    assert_eq!(fs::read(&state).unwrap(), b"not a directory");
+}

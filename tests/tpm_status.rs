@@ -218,3 +218,28 @@ fn staging_a_soft_reboot_records_it_and_refuses_a_busy_target() {
         "nothing mounted at the created {f}"
     );
 }
+
+#[test]
+fn an_unverified_root_is_measured_as_insecure() {
+    if !root_or_skip("an_unverified_root_is_measured_as_insecure") {
+        return;
+    }
+    // This host has no fs-verity: an insecure root gets no verity=require, so the identity
+    // measured into PCR 15 (and recorded) is composefs-insecure:<hex>, never the verified
+    // image's composefs:<hex>.
+    let repo = repo256();
+    let (sysroot, _ns, run) = boot(repo, &format!("composefs=?{}", repo.hex), &[], None);
+    run.ok();
+    let insecure = format!("composefs-insecure:{}", repo.hex);
+    let lines = tpm_lines(&run.stderr);
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].contains(&format!("(as {insecure})")),
+        "{}",
+        lines[0]
+    );
+    let text = fs::read_to_string(&sysroot.status).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["checks"]["verity_require"], false);
+    assert_eq!(v["tpm"]["event"], insecure, "{text}");
+}
