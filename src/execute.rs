@@ -27,69 +27,21 @@ use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::MountAttrFlags;
 
-use crate::digest::compute_fsverity_digest;
 use crate::features::{Assembly, ErofsBacking, MountStrategy};
 use crate::loopdev::{LoopDevice, LoopError};
 use crate::mount::{
     FsContext, Mount, MountAttributes, MountError, proc_fd_path, reconfigure_superblock,
 };
-use crate::plan::{self, ImageSource, Plan, StateMount, VerifyMode};
-use crate::repo::{self, CreatedDir, ImageFile, RepoError, Repository, StateDir};
+use crate::plan::{self, ImageSource, Plan, StateMount};
+use crate::repo::{ImageFile, RepoError, Repository, StateDir};
 use crate::tpm::{self, TpmError};
-use crate::verdict::{Evidence, Verified, judge, overlay_requires_verity};
-use crate::verity::{MeasureError, Measurement, measure};
+use crate::undo::{Guard, Undo, clone_handle, dup, open_dir, path_str, split};
+use crate::verdict::{Verified, overlay_requires_verity};
+use crate::verify::{VerifiedImage, VerifyError, verify};
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    /// The image's digest is not the one the command line names.
-    #[error(
-        "image {path} has digest {found}, but the command line asks for {expected}: the image is corrupt or was replaced; refusing to mount it"
-    )]
-    Mismatch {
-        /// Image path.
-        path: PathBuf,
-        /// From the command line.
-        expected: String,
-        /// Measured or computed.
-        found: String,
-    },
-    /// Secure mode and the image has no fs-verity.
-    #[error(
-        "image {path} has no fs-verity, and the composefs= argument is secure (no '?'): enable fs-verity on the repository (a filesystem with verity support, e.g. ext4 -O verity), or boot with composefs=?<digest> to accept an unverified image"
-    )]
-    NoVerity {
-        /// Image path.
-        path: PathBuf,
-    },
-    /// The image is larger than `[image] max-size`.
-    #[error(
-        "image {path} is {size} bytes, more than [image] max-size = {max}: a composefs image holds only metadata; refusing it (raise max-size in the config if this image is real)"
-    )]
-    TooLarge {
-        /// Image path.
-        path: PathBuf,
-        /// Its size.
-        size: u64,
-        /// The limit.
-        max: u64,
-    },
-    /// Measuring failed.
-    #[error("measuring {path}: {source}")]
-    Measure {
-        /// Image path.
-        path: PathBuf,
-        /// The cause.
-        source: MeasureError,
-    },
-    /// Reading the image to compute its digest failed.
-    #[error("reading {path} to compute its fs-verity digest: {source}")]
-    Read {
-        /// Image path.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
     /// A mount-API call failed.
     #[error("{0}")]
     Mount(#[from] MountError),
@@ -120,6 +72,9 @@ pub enum ExecError {
         /// "etc" or "var".
         name: String,
     },
+    /// The image was refused.
+    #[error("{0}")]
+    Verify(#[from] VerifyError),
     /// A failure injected by the test-only `fault-injection` feature.
     #[error("failure injected before this step (CFS_SETUP_ROOT_FAIL_AT)")]
     Injected,
@@ -131,11 +86,7 @@ impl ExecError {
     /// that failed.
     pub fn is_refusal(&self) -> bool {
         match self {
-            ExecError::Mismatch { .. }
-            | ExecError::NoVerity { .. }
-            | ExecError::TooLarge { .. }
-            | ExecError::Measure { .. }
-            | ExecError::Read { .. } => true,
+            ExecError::Verify(_) => true,
             ExecError::Repo(e) => e.is_escape(),
             _ => false,
         }
@@ -237,7 +188,7 @@ fn assemble(
     let mut report = Report::default();
     let (tree, root) = match (&plan.image, image) {
         (ImageSource::Composefs(verify_as, erofs_as, composefs_as), Some((repo, file))) => {
-            let image = steps.run("verify", verify_as, || verify(file, verify_as))?;
+            let image = steps.run("verify", verify_as, || Ok(verify(file, verify_as)?))?;
             let erofs = steps.run("mount-erofs", erofs_as, || {
                 mount_erofs(image, erofs_as, undo)
             })?;
@@ -372,167 +323,6 @@ fn injected(_number: usize) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Test-only: make the first undo action fail, to see it reported (`CFS_SETUP_ROOT_FAIL_UNDO`).
-#[cfg(feature = "fault-injection")]
-fn undo_injected() -> bool {
-    std::env::var_os("CFS_SETUP_ROOT_FAIL_UNDO").is_some()
-}
-
-#[cfg(not(feature = "fault-injection"))]
-fn undo_injected() -> bool {
-    false
-}
-
-/// Something done to the visible tree or the disk, holding what it takes to take it back.
-#[derive(Debug)]
-enum Guard {
-    /// A mount we attached at `at`: unmounted through its own fd. `staged`: a staging mount,
-    /// released at the end of a successful run too.
-    Unmount {
-        mount: Mount,
-        at: PathBuf,
-        staged: bool,
-    },
-    /// A directory we created (a state directory, or a staging one when `staged`).
-    RemoveDir { dir: CreatedDir, staged: bool },
-    /// The `/run/systemd/volatile-root` link, held by its directory.
-    RemoveLink { dir: OwnedFd, path: PathBuf },
-    /// The physical root's superblock, which we made writable.
-    RestoreReadOnly { root: OwnedFd, path: PathBuf },
-}
-
-impl Guard {
-    fn staged(&self) -> bool {
-        matches!(
-            self,
-            Guard::Unmount { staged: true, .. } | Guard::RemoveDir { staged: true, .. }
-        )
-    }
-
-    fn run(&self) -> Result<(), String> {
-        let text = |e: Errno| std::io::Error::from(e).to_string();
-        match self {
-            Guard::Unmount { mount, at, .. } => mount.unmount(at).map_err(|e| e.to_string()),
-            Guard::RemoveDir { dir, .. } => dir.remove().map_err(text),
-            Guard::RemoveLink { dir, path } => {
-                let name = path.file_name().unwrap_or_default();
-                rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()).map_err(text)
-            }
-            Guard::RestoreReadOnly { root, path } => {
-                reconfigure_superblock(root.as_fd(), true, &path.display().to_string())
-                    .map_err(|e| e.to_string())
-            }
-        }
-    }
-}
-
-impl fmt::Display for Guard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Guard::Unmount { at, .. } => write!(f, "unmount {}", at.display()),
-            Guard::RemoveDir { dir, .. } => write!(f, "remove {}", dir.path.display()),
-            Guard::RemoveLink { path, .. } => write!(f, "remove {}", path.display()),
-            Guard::RestoreReadOnly { .. } => f.write_str("remount the physical root read-only"),
-        }
-    }
-}
-
-/// The undo stack, and the private staging directory of attach-first paths (created on
-/// first use, with a guard like any other directory).
-struct Undo {
-    guards: Vec<Guard>,
-    staging: Option<PathBuf>,
-    staging_fd: Option<OwnedFd>,
-}
-
-impl Undo {
-    fn new(staging: Option<PathBuf>) -> Undo {
-        Undo {
-            guards: Vec::new(),
-            staging,
-            staging_fd: None,
-        }
-    }
-
-    fn push(&mut self, guard: Guard) {
-        self.guards.push(guard);
-    }
-
-    /// Attach-first paths: attaches `mount` at `<staging>/<name>` so that it can serve as an
-    /// overlay layer on kernels that refuse detached layers; released at the end.
-    fn stage(&mut self, mount: &Mount, name: &str, what: &str) -> Result<(), ExecError> {
-        let Some(staging) = self.staging.clone() else {
-            return Ok(());
-        };
-        if self.staging_fd.is_none() {
-            let (parent, base) = split(&staging);
-            let created = make_dir(open_dir(parent)?, base, 0o700, &staging)?;
-            self.staging_fd = Some(open_dir(&staging)?);
-            if let Some(dir) = created {
-                self.push(Guard::RemoveDir { dir, staged: true });
-            }
-        }
-        let at = staging.join(name);
-        let parent = match &self.staging_fd {
-            Some(fd) => dup(fd.as_fd(), &staging)?,
-            None => open_dir(&staging)?,
-        };
-        if let Some(dir) = make_dir(parent, name, 0o700, &at)? {
-            self.push(Guard::RemoveDir { dir, staged: true });
-        }
-        mount.attach(CWD, &path_str(&at)?, &at.display().to_string())?;
-        let mount = clone_handle(mount, what)?;
-        self.push(Guard::Unmount {
-            mount,
-            at,
-            staged: true,
-        });
-        Ok(())
-    }
-
-    /// A successful run: staging mounts and directories are released, newest first (a
-    /// leftover costs a directory in /run, not the boot); every other guard is dropped.
-    fn disarm(mut self) {
-        self.staging_fd = None;
-        while let Some(guard) = self.guards.pop() {
-            if guard.staged() {
-                if let Err(e) = guard.run() {
-                    log::warn!("could not {guard}: {e}");
-                }
-            }
-        }
-    }
-
-    /// A failed run: every guard runs, newest first, and is dropped (with the fds it holds)
-    /// before the next; returns the undo actions that failed.
-    fn unwind(mut self) -> Vec<String> {
-        self.staging_fd = None;
-        let mut failures = Vec::new();
-        let mut fail = undo_injected();
-        while let Some(guard) = self.guards.pop() {
-            let result = if std::mem::take(&mut fail) {
-                Err("injected undo failure (CFS_SETUP_ROOT_FAIL_UNDO)".to_string())
-            } else {
-                guard.run()
-            };
-            match result {
-                Ok(()) => log::info!("undone: {guard}"),
-                Err(e) => {
-                    log::error!("could not undo ({guard}): {e}");
-                    failures.push(format!("{guard}: {e}"));
-                }
-            }
-        }
-        failures
-    }
-}
-
-/// The image, its digest checked as the plan says.
-pub struct VerifiedImage {
-    file: ImageFile,
-    verified: Verified,
-}
-
 /// A detached erofs superblock over a verified image.
 pub struct ErofsMount {
     mount: Mount,
@@ -562,69 +352,6 @@ pub struct StateView {
 
 /// Proof that the new root is attached at its target.
 pub struct Attached(());
-
-/// Log a progress line every this many bytes of a digest computed in userspace.
-const PROGRESS_STEP: u64 = 128 << 20;
-
-fn verify(file: ImageFile, how: &plan::Verify) -> Result<VerifiedImage, ExecError> {
-    let (path, expected) = (&how.path, &how.expected);
-    let size = file.size();
-    if size > how.max_size {
-        return Err(ExecError::TooLarge {
-            path: path.clone(),
-            size,
-            max: how.max_size,
-        });
-    }
-    let measured = measure(file.as_fd()).map_err(|source| ExecError::Measure {
-        path: path.clone(),
-        source,
-    })?;
-    let evidence = match (measured, how.mode) {
-        (Measurement::Digest(d), _) => Evidence::Kernel(d),
-        (Measurement::NoVerity, VerifyMode::KernelRequired) => {
-            return Err(ExecError::NoVerity { path: path.clone() });
-        }
-        (Measurement::NoVerity, VerifyMode::KernelIfPresent) => Evidence::Unchecked,
-        (Measurement::NoVerity, VerifyMode::KernelOrComputed) => {
-            let mut reader = ProgressReader {
-                fd: file.as_fd(),
-                offset: 0,
-                size,
-                next_report: PROGRESS_STEP,
-                path,
-            };
-            let d =
-                compute_fsverity_digest(expected.algorithm(), &mut reader).map_err(|source| {
-                    ExecError::Read {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
-            Evidence::Computed(d)
-        }
-    };
-    let verified = judge(expected, evidence).map_err(|m| ExecError::Mismatch {
-        path: path.clone(),
-        expected: format!("{}:{expected}", expected.algorithm()),
-        found: format!("{}:{}", m.found.algorithm(), m.found),
-    })?;
-    match verified {
-        Verified::ByKernel => log::info!(
-            "image digest {}:{expected} matches (kernel fs-verity)",
-            expected.algorithm()
-        ),
-        Verified::ByComputation => log::info!(
-            "image digest {}:{expected} matches (computed)",
-            expected.algorithm()
-        ),
-        Verified::NotChecked => log::warn!(
-            "image {} has no fs-verity and check-digest = false: its content is not checked",
-            path.display()
-        ),
-    }
-    Ok(VerifiedImage { file, verified })
-}
 
 fn mount_erofs(
     image: VerifiedImage,
@@ -1037,56 +764,6 @@ fn erofs_superblock(source: &str) -> Result<Mount, ExecError> {
     Ok(ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY)?)
 }
 
-/// A second fd naming the same mount, `what` (for messages).
-fn clone_handle(m: &Mount, what: &str) -> Result<Mount, ExecError> {
-    m.try_clone().map_err(|e| clone_error(what, &e))
-}
-
-fn clone_error(what: &str, e: &std::io::Error) -> ExecError {
-    ExecError::Io {
-        what: "dup the mount fd of",
-        path: PathBuf::from(what),
-        errno: Errno::from_io_error(e).unwrap_or(Errno::MFILE),
-    }
-}
-
-fn dup(fd: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, ExecError> {
-    rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|errno| ExecError::Io {
-        what: "dup the fd of",
-        path: path.to_path_buf(),
-        errno,
-    })
-}
-
-fn open_dir(path: &Path) -> Result<OwnedFd, ExecError> {
-    rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|errno| ExecError::Io {
-        what: "open",
-        path: path.to_path_buf(),
-        errno,
-    })
-}
-
-fn make_dir(
-    parent: OwnedFd,
-    name: &str,
-    mode: u32,
-    path: &Path,
-) -> Result<Option<CreatedDir>, ExecError> {
-    Ok(repo::make_dir(parent, name.into(), mode, path)?)
-}
-
-/// A path's directory and last component (`/` and `""` for the root).
-fn split(path: &Path) -> (&Path, &str) {
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    (parent, name)
-}
-
 fn make_tmpfs_dir(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<OwnedFd, ExecError> {
     let err = |errno| ExecError::Io {
         what: "create in the transient tmpfs",
@@ -1101,14 +778,6 @@ fn make_tmpfs_dir(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<OwnedFd,
         Mode::empty(),
     )
     .map_err(err)
-}
-
-fn path_str(p: &Path) -> Result<&str, ExecError> {
-    p.to_str().ok_or(ExecError::Io {
-        what: "non-UTF-8 path",
-        path: p.to_path_buf(),
-        errno: Errno::INVAL,
-    })
 }
 
 fn hint(e: ExecError, check: &'static str) -> ExecError {
@@ -1126,36 +795,10 @@ fn hint(e: ExecError, check: &'static str) -> ExecError {
     }
 }
 
-/// Reads a file with `pread` from offset 0, leaving the fd's position alone, and logs
-/// progress every [`PROGRESS_STEP`] bytes: a large image takes seconds to hash.
-struct ProgressReader<'a> {
-    fd: BorrowedFd<'a>,
-    offset: u64,
-    size: u64,
-    next_report: u64,
-    path: &'a Path,
-}
-
-impl std::io::Read for ProgressReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = rustix::io::pread(self.fd, buf, self.offset)?;
-        self.offset += n as u64;
-        if self.offset >= self.next_report && self.offset < self.size {
-            log::info!(
-                "computing the fs-verity digest of {}: {} of {} MiB",
-                self.path.display(),
-                self.offset >> 20,
-                self.size >> 20
-            );
-            self.next_report = self.offset.saturating_add(PROGRESS_STEP);
-        }
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::undo::clone_error;
 
     #[test]
     fn an_existing_volatile_root_link_is_accepted_as_it_is() {

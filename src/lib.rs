@@ -24,7 +24,9 @@ pub mod plan;
 pub mod repo;
 pub mod status;
 pub mod tpm;
+mod undo;
 pub mod verdict;
+pub mod verify;
 pub mod verity;
 
 use std::path::{Path, PathBuf};
