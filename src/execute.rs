@@ -424,7 +424,7 @@ fn mount_composefs(
 
 fn clone_tree(path: &Path) -> Result<(ImageTree, Root), ExecError> {
     let what = path.display().to_string();
-    let mount = Mount::clone_of(CWD, &path_str(path)?, &what)?;
+    let mount = Mount::clone_of(CWD, path_str(path)?, &what)?;
     mount.set_readonly(&what)?;
     let root = Root(clone_handle(&mount, &what)?);
     let tree = ImageTree {
@@ -502,7 +502,7 @@ fn open_state_view(
 
 fn attach_root(root: &Root, target: &Path, undo: &mut Undo) -> Result<Attached, ExecError> {
     root.0
-        .attach(CWD, &path_str(target)?, &target.display().to_string())?;
+        .attach(CWD, path_str(target)?, &target.display().to_string())?;
     undo.push(Guard::Unmount {
         mount: clone_handle(&root.0, "the new root")?,
         at: target.to_path_buf(),
@@ -522,7 +522,7 @@ fn transient_root(
     let overlay = transient_overlay(root.0.as_fd(), "root", source, plan.strategy, undo)?;
     if plan.attach_first() {
         let target = &plan.target;
-        overlay.attach(CWD, &path_str(target)?, &target.display().to_string())?;
+        overlay.attach(CWD, path_str(target)?, &target.display().to_string())?;
         undo.push(Guard::Unmount {
             mount: clone_handle(&overlay, "the transient root")?,
             at: target.clone(),

@@ -110,7 +110,7 @@ impl Undo {
         if let Some(dir) = make_dir(parent, name, 0o700, &at)? {
             self.push(Guard::RemoveDir { dir, staged: true });
         }
-        mount.attach(CWD, &path_str(&at)?, &at.display().to_string())?;
+        mount.attach(CWD, path_str(&at)?, &at.display().to_string())?;
         let mount = clone_handle(mount, what)?;
         self.push(Guard::Unmount {
             mount,
