@@ -157,7 +157,10 @@ pub fn execute(
         log::warn!("{warning}");
     }
     let mut undo = Undo::new(plan.staging.clone());
-    let mut steps = Steps::default();
+    let mut steps = Steps {
+        lines: plan.lines().into_iter(),
+        ..Steps::default()
+    };
     // Every handle `assemble` made is closed when it returns: the guards then run on a tree
     // nothing of ours holds open (a removed directory still open keeps a remount to
     // read-only busy).
@@ -188,20 +191,14 @@ fn assemble(
     let mut report = Report::default();
     let (tree, root) = match (&plan.image, image) {
         (ImageSource::Composefs(verify_as, erofs_as, composefs_as), Some((repo, file))) => {
-            let image = steps.run("verify", verify_as, || Ok(verify(file, verify_as)?))?;
-            let erofs = steps.run("mount-erofs", erofs_as, || {
-                mount_erofs(image, erofs_as, undo)
-            })?;
+            let image = steps.run("verify", || Ok(verify(file, verify_as)?))?;
+            let erofs = steps.run("mount-erofs", || mount_erofs(image, erofs_as, undo))?;
             report.loop_device = erofs.loop_device.as_ref().map(|d| d.path().to_string());
-            steps.run("mount-composefs", composefs_as, || {
+            steps.run("mount-composefs", || {
                 mount_composefs(erofs, &repo, composefs_as, strategy)
             })?
         }
-        (ImageSource::Tree(path), _) => {
-            steps.run("clone-root-tree", Plan::tree_line(path), || {
-                clone_tree(path)
-            })?
-        }
+        (ImageSource::Tree(path), _) => steps.run("clone-root-tree", || clone_tree(path))?,
         (ImageSource::Composefs(verify_as, ..), None) => {
             return Err(ExecError::Repo(RepoError::Open {
                 path: verify_as.path.clone(),
@@ -209,44 +206,40 @@ fn assemble(
             }));
         }
     };
-    let physical = steps.run("clone-physical-root", plan.physical_clone_line(), || {
+    let physical = steps.run("clone-physical-root", || {
         clone_physical_root(sysroot, plan.physical_readonly)
     })?;
     if plan.remount_writable {
-        steps.run("remount-physical-root-rw", plan.remount_line(), || {
+        steps.run("remount-physical-root-rw", || {
             remount_writable(sysroot, &plan.sysroot, undo)
         })?;
     }
     let view = match &plan.state_view {
-        Some(staging) => Some(steps.run(
-            "open-state-view",
-            plan.state_view_line(staging.as_deref()),
-            || open_state_view(sysroot, &plan.sysroot, staging.as_deref(), undo),
-        )?),
+        Some(staging) => Some(steps.run("open-state-view", || {
+            open_state_view(sysroot, &plan.sysroot, staging.as_deref(), undo)
+        })?),
         None => None,
     };
     // Attach-first paths put the root in place now and mount beneath it by path; the
     // detached path builds the whole tree first and attaches it last, in one move.
     let mut attached = None;
     if plan.attach_first() {
-        attached = Some(steps.run("attach-root", plan.attach_line(), || {
-            attach_root(&root, &plan.target, undo)
-        })?);
+        attached = Some(steps.run("attach-root", || attach_root(&root, &plan.target, undo))?);
     }
     let root = match &plan.transient_root {
-        Some(source) => steps.run("transient-root", Plan::transient_line(source), || {
+        Some(source) => steps.run("transient-root", || {
             transient_root(root, source, plan, undo)
         })?,
         None => root,
     };
-    steps.run("mount-physical-root", plan.physical_mount_line(), || {
+    steps.run("mount-physical-root", || {
         let target = plan.target.join("sysroot");
         attach_beneath(&root, physical.0, "sysroot", &target, plan, undo)
             .map_err(|e| hint(e, "does the image have a /sysroot directory?"))
     })?;
     for state in plan.etc.iter().chain(&plan.var) {
         for dir in &state.dirs {
-            steps.run("create-state-dir", dir, || {
+            steps.run("create-state-dir", || {
                 ensure_state_dir(view.as_ref(), state.name, dir, undo)
             })?;
         }
@@ -255,18 +248,16 @@ fn assemble(
         } else {
             "mount-var"
         };
-        steps.run(name, state, || {
+        steps.run(name, || {
             mount_state(&root, &tree, view.as_ref(), state, plan, undo)
         })?;
     }
     let attached = match attached {
         Some(attached) => attached,
-        None => steps.run("attach-root", plan.attach_line(), || {
-            attach_root(&root, &plan.target, undo)
-        })?,
+        None => steps.run("attach-root", || attach_root(&root, &plan.target, undo))?,
     };
     if let Some((link, target)) = &plan.volatile_root {
-        steps.run("volatile-root-link", Plan::link_line(link, target), || {
+        steps.run("volatile-root-link", || {
             if let Err(e) = volatile_root_link(link, target, undo) {
                 log::warn!("could not create {}: {e}", link.display());
             }
@@ -276,9 +267,7 @@ fn assemble(
     report.verified = tree.verified;
     report.verity_require = tree.verity_require;
     if let Some(measure) = &plan.measure {
-        let measured = steps.run("tpm-measure", measure, || {
-            measure_image(&attached, &tree, measure)
-        })?;
+        let measured = steps.run("tpm-measure", || measure_image(&attached, &tree, measure))?;
         report.tpm = Some(measured);
     }
     Ok(report)
@@ -287,6 +276,8 @@ fn assemble(
 /// Runs the steps: numbers and logs each, times it, and (test-only) fails it on request.
 #[derive(Default)]
 struct Steps {
+    /// The plan's lines, one per step, in order.
+    lines: std::vec::IntoIter<String>,
     number: usize,
     current: String,
     timings: Vec<(&'static str, u64)>,
@@ -296,11 +287,10 @@ impl Steps {
     fn run<T>(
         &mut self,
         name: &'static str,
-        line: impl fmt::Display,
         step: impl FnOnce() -> Result<T, ExecError>,
     ) -> Result<T, ExecError> {
         self.number += 1;
-        self.current = line.to_string();
+        self.current = self.lines.next().unwrap_or_default();
         log::info!("step {}: {}", self.number, self.current);
         let started = std::time::Instant::now();
         let result = injected(self.number).and_then(|()| step());

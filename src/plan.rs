@@ -590,7 +590,6 @@ impl fmt::Display for Measure {
     }
 }
 
-/// The lines of the steps that are not a decision of their own.
 impl Plan {
     /// Whether the root is attached first and mounted beneath by path (kernels without
     /// detached mount trees), rather than built whole and attached last.
@@ -598,102 +597,61 @@ impl Plan {
         self.strategy.assembly != Assembly::Detached
     }
 
-    /// `--root-fs`'s line.
-    pub fn tree_line(tree: &Path) -> String {
-        format!(
-            "clone the tree {} read-only as the root (--root-fs: no image, nothing verified)",
-            tree.display()
-        )
-    }
-
-    /// The physical root's clone.
-    pub fn physical_clone_line(&self) -> String {
-        format!(
-            "clone the physical root {} with the mounts beneath it ({}, private)",
-            self.sysroot.display(),
-            if self.physical_readonly {
-                "read-only"
-            } else {
-                "writable"
-            }
-        )
-    }
-
-    /// Making the physical root writable for the state.
-    pub fn remount_line(&self) -> String {
-        format!(
-            "remount the physical root's filesystem {} read-write (it is read-only: `ro`), for the state",
-            self.sysroot.display()
-        )
-    }
-
-    /// The writable view the state is reached by.
-    pub fn state_view_line(&self, staging: Option<&Path>) -> String {
-        let mut line = format!(
-            "open a writable, private view of {} for the state directories",
-            self.sysroot.display()
-        );
-        if let Some(s) = staging {
-            line += &format!(", staged at {}", s.display());
-        }
-        line
-    }
-
-    /// Attaching the new root.
-    pub fn attach_line(&self) -> String {
-        format!("attach the new root on {}", self.target.display())
-    }
-
-    /// The transient root overlay.
-    pub fn transient_line(source: &str) -> String {
-        format!("mount a transient overlay {source} over the root (tmpfs upper, lost at reboot)")
-    }
-
-    /// The physical root beneath the new root.
-    pub fn physical_mount_line(&self) -> String {
-        format!(
-            "mount the physical root at {}",
-            self.target.join("sysroot").display()
-        )
-    }
-
-    /// The volatile-root link.
-    pub fn link_line(link: &Path, target: &str) -> String {
-        format!("link {} -> {target} (best effort)", link.display())
-    }
-
-    /// Every step's line, in the order `execute` runs them.
+    /// Every step's line, in the order `execute` runs them (and logs them).
     pub fn lines(&self) -> Vec<String> {
+        let (sysroot, target) = (self.sysroot.display(), self.target.display());
         let mut lines = Vec::new();
         match &self.image {
             ImageSource::Composefs(verify, erofs, composefs) => {
                 lines.extend([verify.to_string(), erofs.to_string(), composefs.to_string()]);
             }
-            ImageSource::Tree(tree) => lines.push(Self::tree_line(tree)),
+            ImageSource::Tree(tree) => lines.push(format!(
+                "clone the tree {} read-only as the root (--root-fs: no image, nothing verified)",
+                tree.display()
+            )),
         }
-        lines.push(self.physical_clone_line());
+        let ro = if self.physical_readonly {
+            "read-only"
+        } else {
+            "writable"
+        };
+        lines.push(format!(
+            "clone the physical root {sysroot} with the mounts beneath it ({ro}, private)"
+        ));
         if self.remount_writable {
-            lines.push(self.remount_line());
+            lines.push(format!(
+                "remount the physical root's filesystem {sysroot} read-write (it is read-only: `ro`), for the state"
+            ));
         }
         if let Some(staging) = &self.state_view {
-            lines.push(self.state_view_line(staging.as_deref()));
+            let staged = staging
+                .as_ref()
+                .map(|s| format!(", staged at {}", s.display()));
+            lines.push(format!(
+                "open a writable, private view of {sysroot} for the state directories{}",
+                staged.unwrap_or_default()
+            ));
         }
+        let attach = format!("attach the new root on {target}");
         if self.attach_first() {
-            lines.push(self.attach_line());
+            lines.push(attach.clone());
         }
         if let Some(source) = &self.transient_root {
-            lines.push(Self::transient_line(source));
+            lines.push(format!(
+                "mount a transient overlay {source} over the root (tmpfs upper, lost at reboot)"
+            ));
         }
-        lines.push(self.physical_mount_line());
+        let physical = self.target.join("sysroot");
+        lines.push(format!("mount the physical root at {}", physical.display()));
         for state in self.etc.iter().chain(&self.var) {
             lines.extend(state.dirs.iter().map(StateDir::to_string));
             lines.push(state.to_string());
         }
         if !self.attach_first() {
-            lines.push(self.attach_line());
+            lines.push(attach);
         }
-        if let Some((link, target)) = &self.volatile_root {
-            lines.push(Self::link_line(link, target));
+        if let Some((link, to)) = &self.volatile_root {
+            lines.push(format!("link {} -> {to} (best effort)", link.display()));
         }
         lines.extend(self.measure.iter().map(Measure::to_string));
         lines
