@@ -289,14 +289,26 @@ impl Steps {
         name: &'static str,
         step: impl FnOnce() -> Result<T, ExecError>,
     ) -> Result<T, ExecError> {
+        let started = self.start()?;
+        let result = step();
+        self.done(name, started);
+        result
+    }
+
+    /// Numbers and logs the next step (not generic: one copy for every step).
+    #[inline(never)]
+    fn start(&mut self) -> Result<std::time::Instant, ExecError> {
         self.number += 1;
         self.current = self.lines.next().unwrap_or_default();
         log::info!("step {}: {}", self.number, self.current);
-        let started = std::time::Instant::now();
-        let result = injected(self.number).and_then(|()| step());
+        injected(self.number)?;
+        Ok(std::time::Instant::now())
+    }
+
+    #[inline(never)]
+    fn done(&mut self, name: &'static str, started: std::time::Instant) {
         let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.timings.push((name, usec));
-        result
     }
 }
 
