@@ -191,14 +191,18 @@ fn assemble(
     let mut report = Report::default();
     let (tree, root) = match (&plan.image, image) {
         (ImageSource::Composefs(verify_as, erofs_as, composefs_as), Some((repo, file))) => {
-            let image = steps.run("verify", || Ok(verify(file, verify_as)?))?;
-            let erofs = steps.run("mount-erofs", || mount_erofs(image, erofs_as, undo))?;
+            steps.next("verify")?;
+            let image = verify(file, verify_as)?;
+            steps.next("mount-erofs")?;
+            let erofs = mount_erofs(image, erofs_as, undo)?;
             report.loop_device = erofs.loop_device.as_ref().map(|d| d.path().to_string());
-            steps.run("mount-composefs", || {
-                mount_composefs(erofs, &repo, composefs_as, strategy)
-            })?
+            steps.next("mount-composefs")?;
+            mount_composefs(erofs, &repo, composefs_as, strategy)?
         }
-        (ImageSource::Tree(path), _) => steps.run("clone-root-tree", || clone_tree(path))?,
+        (ImageSource::Tree(path), _) => {
+            steps.next("clone-root-tree")?;
+            clone_tree(path)?
+        }
         (ImageSource::Composefs(verify_as, ..), None) => {
             return Err(ExecError::Repo(RepoError::Open {
                 path: verify_as.path.clone(),
@@ -206,109 +210,103 @@ fn assemble(
             }));
         }
     };
-    let physical = steps.run("clone-physical-root", || {
-        clone_physical_root(sysroot, plan.physical_readonly)
-    })?;
+    steps.next("clone-physical-root")?;
+    let physical = clone_physical_root(sysroot, plan.physical_readonly)?;
     if plan.remount_writable {
-        steps.run("remount-physical-root-rw", || {
-            remount_writable(sysroot, &plan.sysroot, undo)
-        })?;
+        steps.next("remount-physical-root-rw")?;
+        remount_writable(sysroot, &plan.sysroot, undo)?;
     }
-    let view = match &plan.state_view {
-        Some(staging) => Some(steps.run("open-state-view", || {
-            open_state_view(sysroot, &plan.sysroot, staging.as_deref(), undo)
-        })?),
-        None => None,
-    };
+    let mut view = None;
+    if let Some(staging) = &plan.state_view {
+        steps.next("open-state-view")?;
+        view = Some(open_state_view(
+            sysroot,
+            &plan.sysroot,
+            staging.as_deref(),
+            undo,
+        )?);
+    }
     // Attach-first paths put the root in place now and mount beneath it by path; the
     // detached path builds the whole tree first and attaches it last, in one move.
     let mut attached = None;
     if plan.attach_first() {
-        attached = Some(steps.run("attach-root", || attach_root(&root, &plan.target, undo))?);
+        steps.next("attach-root")?;
+        attached = Some(attach_root(&root, &plan.target, undo)?);
     }
     let root = match &plan.transient_root {
-        Some(source) => steps.run("transient-root", || {
-            transient_root(root, source, plan, undo)
-        })?,
+        Some(source) => {
+            steps.next("transient-root")?;
+            transient_root(root, source, plan, undo)?
+        }
         None => root,
     };
-    steps.run("mount-physical-root", || {
-        let target = plan.target.join("sysroot");
-        attach_beneath(&root, physical.0, "sysroot", &target, plan, undo)
-            .map_err(|e| hint(e, "does the image have a /sysroot directory?"))
-    })?;
+    steps.next("mount-physical-root")?;
+    let target = plan.target.join("sysroot");
+    attach_beneath(&root, physical.0, "sysroot", &target, plan, undo)
+        .map_err(|e| hint(e, "does the image have a /sysroot directory?"))?;
     for state in plan.etc.iter().chain(&plan.var) {
         for dir in &state.dirs {
-            steps.run("create-state-dir", || {
-                ensure_state_dir(view.as_ref(), state.name, dir, undo)
-            })?;
+            steps.next("create-state-dir")?;
+            ensure_state_dir(view.as_ref(), state.name, dir, undo)?;
         }
-        let name = if state.name == "etc" {
+        steps.next(if state.name == "etc" {
             "mount-etc"
         } else {
             "mount-var"
-        };
-        steps.run(name, || {
-            mount_state(&root, &tree, view.as_ref(), state, plan, undo)
         })?;
+        mount_state(&root, &tree, view.as_ref(), state, plan, undo)?;
     }
     let attached = match attached {
         Some(attached) => attached,
-        None => steps.run("attach-root", || attach_root(&root, &plan.target, undo))?,
+        None => {
+            steps.next("attach-root")?;
+            attach_root(&root, &plan.target, undo)?
+        }
     };
     if let Some((link, target)) = &plan.volatile_root {
-        steps.run("volatile-root-link", || {
-            if let Err(e) = volatile_root_link(link, target, undo) {
-                log::warn!("could not create {}: {e}", link.display());
-            }
-            Ok(())
-        })?;
+        steps.next("volatile-root-link")?;
+        if let Err(e) = volatile_root_link(link, target, undo) {
+            log::warn!("could not create {}: {e}", link.display());
+        }
     }
     report.verified = tree.verified;
     report.verity_require = tree.verity_require;
     if let Some(measure) = &plan.measure {
-        let measured = steps.run("tpm-measure", || measure_image(&attached, &tree, measure))?;
-        report.tpm = Some(measured);
+        steps.next("tpm-measure")?;
+        report.tpm = Some(measure_image(&attached, &tree, measure)?);
     }
+    steps.done();
     Ok(report)
 }
 
-/// Runs the steps: numbers and logs each, times it, and (test-only) fails it on request.
+/// The one helper every step starts with: numbers it, logs its line (the plan's), times the
+/// step before it, and (test-only) fails it on request. A failure is the current step's.
 #[derive(Default)]
 struct Steps {
     /// The plan's lines, one per step, in order.
     lines: std::vec::IntoIter<String>,
     number: usize,
     current: String,
+    started: Option<(&'static str, std::time::Instant)>,
     timings: Vec<(&'static str, u64)>,
 }
 
 impl Steps {
-    fn run<T>(
-        &mut self,
-        name: &'static str,
-        step: impl FnOnce() -> Result<T, ExecError>,
-    ) -> Result<T, ExecError> {
-        let started = self.start()?;
-        let result = step();
-        self.done(name, started);
-        result
-    }
-
-    /// Numbers and logs the next step (not generic: one copy for every step).
-    #[inline(never)]
-    fn start(&mut self) -> Result<std::time::Instant, ExecError> {
+    fn next(&mut self, name: &'static str) -> Result<(), ExecError> {
+        self.done();
         self.number += 1;
         self.current = self.lines.next().unwrap_or_default();
         log::info!("step {}: {}", self.number, self.current);
-        injected(self.number)?;
-        Ok(std::time::Instant::now())
+        self.started = Some((name, std::time::Instant::now()));
+        injected(self.number)
     }
 
-    #[inline(never)]
-    fn done(&mut self, name: &'static str, started: std::time::Instant) {
-        let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.timings.push((name, usec));
+    /// Records how long the current step took.
+    fn done(&mut self) {
+        if let Some((name, started)) = self.started.take() {
+            let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.timings.push((name, usec));
+        }
     }
 }
 
