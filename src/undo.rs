@@ -72,7 +72,6 @@ impl fmt::Display for Guard {
 pub(crate) struct Undo {
     pub(crate) guards: Vec<Guard>,
     staging: Option<PathBuf>,
-    staging_fd: Option<OwnedFd>,
 }
 
 impl Undo {
@@ -80,7 +79,6 @@ impl Undo {
         Undo {
             guards: Vec::new(),
             staging,
-            staging_fd: None,
         }
     }
 
@@ -94,21 +92,13 @@ impl Undo {
         let Some(staging) = self.staging.clone() else {
             return Ok(());
         };
-        if self.staging_fd.is_none() {
-            let (parent, base) = split(&staging);
-            let created = make_dir(open_dir(parent)?, base, 0o700, &staging)?;
-            self.staging_fd = Some(open_dir(&staging)?);
-            if let Some(dir) = created {
+        // The private directory first (the first time: then it exists), then the mount point.
+        let (parent, base) = split(&staging);
+        let at = staging.join(name);
+        for (parent, name, path) in [(parent, base, &staging), (&staging, name, &at)] {
+            if let Some(dir) = make_dir(open_dir(parent)?, name, 0o700, path)? {
                 self.push(Guard::RemoveDir { dir, staged: true });
             }
-        }
-        let at = staging.join(name);
-        let parent = match &self.staging_fd {
-            Some(fd) => dup(fd.as_fd(), &staging)?,
-            None => open_dir(&staging)?,
-        };
-        if let Some(dir) = make_dir(parent, name, 0o700, &at)? {
-            self.push(Guard::RemoveDir { dir, staged: true });
         }
         mount.attach(CWD, path_str(&at)?, &at.display().to_string())?;
         let mount = clone_handle(mount, what)?;
@@ -123,7 +113,6 @@ impl Undo {
     /// A successful run: staging mounts and directories are released, newest first (a
     /// leftover costs a directory in /run, not the boot); every other guard is dropped.
     pub(crate) fn disarm(mut self) {
-        self.staging_fd = None;
         while let Some(guard) = self.guards.pop() {
             if guard.staged() {
                 if let Err(e) = guard.run() {
@@ -136,7 +125,6 @@ impl Undo {
     /// A failed run: every guard runs, newest first, and is dropped (with the fds it holds)
     /// before the next; returns the undo actions that failed.
     pub(crate) fn unwind(mut self) -> Vec<String> {
-        self.staging_fd = None;
         let mut failures = Vec::new();
         let mut fail = undo_injected();
         while let Some(guard) = self.guards.pop() {
