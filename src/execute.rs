@@ -690,7 +690,7 @@ fn measure_image(
 ) -> Result<(String, Result<tpm::Measurement, String>), ExecError> {
     let (pcr, event) = (how.pcr, how.event(tree.verity_require));
     tpm::wait_for_device(&how.device);
-    match tpm::measure_and_log(&how.device, &tpm::event_log_path(), pcr, event) {
+    let measured = match tpm::measure_and_log(&how.device, &tpm::event_log_path(), pcr, event) {
         Ok(m) => {
             let banks: Vec<String> = m.digests.iter().map(|d| d.alg.to_string()).collect();
             log::info!(
@@ -703,16 +703,17 @@ fn measure_image(
                     " (not logged)"
                 }
             );
-            Ok((event.to_string(), Ok(m)))
+            Ok(m)
         }
-        Err(e) if how.required => Err(e.into()),
+        Err(e) if how.required => return Err(e.into()),
         Err(e) => {
             log::warn!(
                 "{e}; the image is not measured into PCR {pcr} (as {event}), the boot goes on ([tpm] measure = \"auto\")"
             );
-            Ok((event.to_string(), Err(e.to_string())))
+            Err(e.to_string())
         }
-    }
+    };
+    Ok((event.to_string(), measured))
 }
 
 /// The layers of one overlay, as fds; passed to the kernel as the strategy says.

@@ -599,13 +599,21 @@ impl Plan {
 
     /// Every step's line, in the order `execute` runs them (and logs them).
     pub fn lines(&self) -> Vec<String> {
-        let (sysroot, target) = (self.sysroot.display(), self.target.display());
         let mut lines = Vec::new();
+        self.each_line(&mut |line| lines.push(line.to_string()));
+        lines
+    }
+
+    /// Calls `out` with every step's line, in order.
+    fn each_line(&self, out: &mut dyn FnMut(fmt::Arguments<'_>)) {
+        let (sysroot, target) = (self.sysroot.display(), self.target.display());
         match &self.image {
             ImageSource::Composefs(verify, erofs, composefs) => {
-                lines.extend([verify.to_string(), erofs.to_string(), composefs.to_string()]);
+                out(format_args!("{verify}"));
+                out(format_args!("{erofs}"));
+                out(format_args!("{composefs}"));
             }
-            ImageSource::Tree(tree) => lines.push(format!(
+            ImageSource::Tree(tree) => out(format_args!(
                 "clone the tree {} read-only as the root (--root-fs: no image, nothing verified)",
                 tree.display()
             )),
@@ -615,46 +623,54 @@ impl Plan {
         } else {
             "writable"
         };
-        lines.push(format!(
+        out(format_args!(
             "clone the physical root {sysroot} with the mounts beneath it ({ro}, private)"
         ));
         if self.remount_writable {
-            lines.push(format!(
+            out(format_args!(
                 "remount the physical root's filesystem {sysroot} read-write (it is read-only: `ro`), for the state"
             ));
         }
         if let Some(staging) = &self.state_view {
-            let staged = staging
-                .as_ref()
-                .map(|s| format!(", staged at {}", s.display()));
-            lines.push(format!(
-                "open a writable, private view of {sysroot} for the state directories{}",
-                staged.unwrap_or_default()
+            let (at, staged) = match staging {
+                Some(s) => (", staged at ", s.display()),
+                None => ("", Path::new("").display()),
+            };
+            out(format_args!(
+                "open a writable, private view of {sysroot} for the state directories{at}{staged}"
             ));
         }
-        let attach = format!("attach the new root on {target}");
         if self.attach_first() {
-            lines.push(attach.clone());
+            out(format_args!("attach the new root on {target}"));
         }
         if let Some(source) = &self.transient_root {
-            lines.push(format!(
+            out(format_args!(
                 "mount a transient overlay {source} over the root (tmpfs upper, lost at reboot)"
             ));
         }
         let physical = self.target.join("sysroot");
-        lines.push(format!("mount the physical root at {}", physical.display()));
+        out(format_args!(
+            "mount the physical root at {}",
+            physical.display()
+        ));
         for state in self.etc.iter().chain(&self.var) {
-            lines.extend(state.dirs.iter().map(StateDir::to_string));
-            lines.push(state.to_string());
+            for dir in &state.dirs {
+                out(format_args!("{dir}"));
+            }
+            out(format_args!("{state}"));
         }
         if !self.attach_first() {
-            lines.push(attach);
+            out(format_args!("attach the new root on {target}"));
         }
         if let Some((link, to)) = &self.volatile_root {
-            lines.push(format!("link {} -> {to} (best effort)", link.display()));
+            out(format_args!(
+                "link {} -> {to} (best effort)",
+                link.display()
+            ));
         }
-        lines.extend(self.measure.iter().map(Measure::to_string));
-        lines
+        if let Some(measure) = &self.measure {
+            out(format_args!("{measure}"));
+        }
     }
 }
 
@@ -674,9 +690,13 @@ impl fmt::Display for Plan {
         for warning in &self.warnings {
             writeln!(f, "warning: {warning}")?;
         }
-        for (i, line) in self.lines().iter().enumerate() {
-            writeln!(f, "step {}: {line}", i + 1)?;
-        }
+        let mut number = 0;
+        let mut result = Ok(());
+        self.each_line(&mut |line| {
+            number += 1;
+            result = result.and_then(|()| writeln!(f, "step {number}: {line}"));
+        });
+        result?;
         Ok(())
     }
 }

@@ -117,13 +117,14 @@ pub fn verify(file: ImageFile, how: &plan::Verify) -> Result<VerifiedImage, Veri
         found: format!("{}:{}", m.found.algorithm(), m.found),
     })?;
     match verified {
-        Verified::ByKernel => log::info!(
-            "image digest {}:{expected} matches (kernel fs-verity)",
-            expected.algorithm()
-        ),
-        Verified::ByComputation => log::info!(
-            "image digest {}:{expected} matches (computed)",
-            expected.algorithm()
+        Verified::ByKernel | Verified::ByComputation => log::info!(
+            "image digest {}:{expected} matches ({})",
+            expected.algorithm(),
+            if verified == Verified::ByKernel {
+                "kernel fs-verity"
+            } else {
+                "computed"
+            }
         ),
         Verified::NotChecked => log::warn!(
             "image {} has no fs-verity and check-digest = false: its content is not checked",
