@@ -180,6 +180,8 @@ pub fn execute(
 }
 
 /// The steps, in order: each takes the handles it needs and returns the ones it makes.
+/// (The step functions called only from here are `#[inline(always)]`: as separate functions
+/// each would cost its own prologue and moves of the error, and the static binary grew.)
 fn assemble(
     plan: &Plan,
     sysroot: BorrowedFd<'_>,
@@ -353,6 +355,7 @@ pub struct StateView {
 /// Proof that the new root is attached at its target.
 pub struct Attached(());
 
+#[inline(always)]
 fn mount_erofs(
     image: VerifiedImage,
     how: &plan::Erofs,
@@ -388,6 +391,7 @@ fn mount_erofs(
     })
 }
 
+#[inline(always)]
 fn mount_composefs(
     erofs: ErofsMount,
     repo: &Repository,
@@ -422,6 +426,7 @@ fn mount_composefs(
     Ok((tree, root))
 }
 
+#[inline(always)]
 fn clone_tree(path: &Path) -> Result<(ImageTree, Root), ExecError> {
     let what = path.display().to_string();
     let mount = Mount::clone_of(CWD, path_str(path)?, &what)?;
@@ -435,6 +440,7 @@ fn clone_tree(path: &Path) -> Result<(ImageTree, Root), ExecError> {
     Ok((tree, root))
 }
 
+#[inline(always)]
 fn clone_physical_root(
     sysroot: BorrowedFd<'_>,
     readonly: bool,
@@ -455,6 +461,7 @@ fn clone_physical_root(
 
 /// Makes the physical root's filesystem writable, as `rw` on the command line would have;
 /// the guard makes it read-only again.
+#[inline(always)]
 fn remount_writable(
     sysroot: BorrowedFd<'_>,
     path: &Path,
@@ -476,6 +483,7 @@ fn remount_writable(
 
 /// A private, writable, detached clone of the physical root (whatever the flags of
 /// `/sysroot`'s own mount), and `state` beneath it, created when missing.
+#[inline(always)]
 fn open_state_view(
     sysroot: BorrowedFd<'_>,
     path: &Path,
@@ -513,6 +521,7 @@ fn attach_root(root: &Root, target: &Path, undo: &mut Undo) -> Result<Attached, 
 
 /// A tmpfs-upper overlay over `root`, which becomes the root (stacked over it at the target
 /// on attach-first paths).
+#[inline(always)]
 fn transient_root(
     root: Root,
     source: &str,
@@ -588,6 +597,7 @@ fn state_view<'v>(view: Option<&'v StateView>, name: &str) -> Result<&'v StateVi
     })
 }
 
+#[inline(always)]
 fn ensure_state_dir(
     view: Option<&StateView>,
     name: &str,
@@ -603,6 +613,7 @@ fn ensure_state_dir(
     Ok(())
 }
 
+#[inline(always)]
 fn mount_state(
     root: &Root,
     tree: &ImageTree,
@@ -659,6 +670,7 @@ fn mount_state(
 
 /// Points `/run/systemd/volatile-root` at the physical root's device (systemd#35017), best
 /// effort. A link that exists already (another tool made it) is accepted as it is.
+#[inline(always)]
 fn volatile_root_link(link: &Path, target: &str, undo: &mut Undo) -> Result<(), ExecError> {
     let (parent, name) = split(link);
     let _ = std::fs::create_dir_all(parent);
@@ -683,6 +695,7 @@ fn volatile_root_link(link: &Path, target: &str, undo: &mut Undo) -> Result<(), 
 /// Extends the PCR with the image's identity (what the kernel enforces decides which), and
 /// logs the event. Without a TPM or on a TPM error: a warning (auto) or a refusal (required,
 /// undone like any failed step).
+#[inline(always)]
 fn measure_image(
     _attached: &Attached,
     tree: &ImageTree,

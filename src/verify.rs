@@ -73,6 +73,7 @@ pub struct VerifiedImage {
 const PROGRESS_STEP: u64 = 128 << 20;
 
 /// Checks `file` as `how` says.
+#[inline(always)]
 pub fn verify(file: ImageFile, how: &plan::Verify) -> Result<VerifiedImage, VerifyError> {
     let (path, expected) = (&how.path, &how.expected);
     let size = file.size();
