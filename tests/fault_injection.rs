@@ -113,7 +113,7 @@ fn superblock_readonly(ns: &Namespace, mp: &std::path::Path) -> bool {
     let mounts = ns.mounts();
     let m = mounts
         .iter()
-        .find(|m| m.target == mp.to_str().unwrap())
+        .rfind(|m| m.target == mp.to_str().unwrap() && m.fstype == "ext4")
         .unwrap_or_else(|| panic!("nothing mounted at {}: {mounts:#?}", mp.display()));
     m.has_super_option("ro")
 }
