@@ -164,7 +164,18 @@ pub fn execute(
     // Every handle `assemble` made is closed when it returns: the guards then run on a tree
     // nothing of ours holds open (a removed directory still open keeps a remount to
     // read-only busy).
-    match assemble(plan, sysroot.as_fd(), image, &mut steps, &mut undo) {
+    // The loop device (if any) is closed last: with autoclear, our close is then the last
+    // one and releases the device at once, wherever the erofs superblock went.
+    let mut loop_device = None;
+    let result = assemble(
+        plan,
+        sysroot.as_fd(),
+        image,
+        &mut loop_device,
+        &mut steps,
+        &mut undo,
+    );
+    let result = match result {
         Ok(mut report) => {
             undo.disarm();
             report.timings = steps.timings;
@@ -176,7 +187,9 @@ pub fn execute(
             cause,
             undo_failures: undo.unwind(),
         })),
-    }
+    };
+    drop(loop_device);
+    result
 }
 
 /// The steps, in order: each takes the handles it needs and returns the ones it makes.
@@ -186,6 +199,7 @@ fn assemble(
     plan: &Plan,
     sysroot: BorrowedFd<'_>,
     image: Option<(Repository, ImageFile)>,
+    loop_device: &mut Option<LoopDevice>,
     steps: &mut Steps,
     undo: &mut Undo,
 ) -> Result<Report, ExecError> {
@@ -196,8 +210,9 @@ fn assemble(
             steps.next("verify")?;
             let image = verify(file, verify_as)?;
             steps.next("mount-erofs")?;
-            let erofs = mount_erofs(image, erofs_as, undo)?;
-            report.loop_device = erofs.loop_device.as_ref().map(|d| d.path().to_string());
+            let mut erofs = mount_erofs(image, erofs_as, undo)?;
+            *loop_device = erofs.loop_device.take();
+            report.loop_device = loop_device.as_ref().map(|d| d.path().to_string());
             steps.next("mount-composefs")?;
             mount_composefs(erofs, &repo, composefs_as, strategy)?
         }
