@@ -70,7 +70,7 @@ pub enum ExecError {
     )]
     NoStateView {
         /// "etc" or "var".
-        name: String,
+        name: &'static str,
     },
     /// The image was refused.
     #[error("{0}")]
@@ -606,16 +606,17 @@ fn attach_beneath(
 }
 
 /// The state view the plan opens whenever /etc or /var comes from the state directory.
-fn state_view<'v>(view: Option<&'v StateView>, name: &str) -> Result<&'v StateView, ExecError> {
-    view.ok_or_else(|| ExecError::NoStateView {
-        name: name.to_string(),
-    })
+fn state_view<'v>(
+    view: Option<&'v StateView>,
+    name: &'static str,
+) -> Result<&'v StateView, ExecError> {
+    view.ok_or(ExecError::NoStateView { name })
 }
 
 #[inline(always)]
 fn ensure_state_dir(
     view: Option<&StateView>,
-    name: &str,
+    name: &'static str,
     dir: &plan::StateDir,
     undo: &mut Undo,
 ) -> Result<(), ExecError> {
