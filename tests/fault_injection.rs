@@ -5,11 +5,21 @@ mod common;
 
 use common::*;
 
+/// The tests here run one at a time: the read-only test's `losetup --find` opens loop
+/// devices, and an open loop device is not released by autoclear until it is closed again,
+/// which another test checking that its loop device is gone would see as a leak.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn failure_at_every_step_unwinds_everything() {
     if !root_or_skip("failure_at_every_step_unwinds_everything") {
         return;
     }
+    let _serial = serial();
     let repo = repo256();
     let karg = format!("composefs=?{} systemd.volatile=", repo.hex);
     let configs = [
@@ -84,6 +94,7 @@ fn a_failed_undo_is_reported_as_such() {
     if !root_or_skip("a_failed_undo_is_reported_as_such") {
         return;
     }
+    let _serial = serial();
     let repo = repo256();
     let sysroot = Sysroot::new(repo);
     let ns = Namespace::new(&sysroot.path);
@@ -123,6 +134,7 @@ fn a_read_only_physical_root_is_read_only_again_after_every_failure() {
     if !root_or_skip("a_read_only_physical_root_is_read_only_again_after_every_failure") {
         return;
     }
+    let _serial = serial();
     // First boot on a root mounted `ro`: the superblock is made writable for the state,
     // and every failure after that must make it read-only again, with the state directory
     // it created removed (an fd still open on that removed directory made the remount
