@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use crate::execute::Report;
 use crate::json::{self, Value};
 use crate::plan::{Plan, StateMount, Step};
-use crate::tpm::json_string;
 
 /// Where the record is written.
 pub const PATH: &str = "/run/cfs-setup-root/status.json";
@@ -136,11 +135,12 @@ pub struct Status {
 }
 
 fn opt(s: &Option<String>) -> String {
-    s.as_deref().map_or_else(|| "null".to_string(), json_string)
+    s.as_deref()
+        .map_or_else(|| "null".to_string(), json::string)
 }
 
 fn strings(v: &[String]) -> String {
-    let items: Vec<String> = v.iter().map(|s| json_string(s)).collect();
+    let items: Vec<String> = v.iter().map(|s| json::string(s)).collect();
     format!("[{}]", items.join(","))
 }
 
@@ -148,7 +148,7 @@ impl StateInfo {
     fn json(&self) -> String {
         format!(
             "{{\"mode\":{},\"source\":{},\"work\":{},\"target\":{}}}",
-            json_string(&self.mode),
+            json::string(&self.mode),
             opt(&self.source),
             opt(&self.work),
             opt(&self.target)
@@ -165,15 +165,15 @@ impl Status {
             .map(|(a, r)| {
                 format!(
                     "{{\"argument\":{},\"reason\":{}}}",
-                    json_string(a),
-                    json_string(r)
+                    json::string(a),
+                    json::string(r)
                 )
             })
             .collect();
         let phases: Vec<String> = self
             .phases
             .iter()
-            .map(|p| format!("{{\"name\":{},\"usec\":{}}}", json_string(&p.name), p.usec))
+            .map(|p| format!("{{\"name\":{},\"usec\":{}}}", json::string(&p.name), p.usec))
             .collect();
         let total: u64 = self.phases.iter().map(|p| p.usec).sum();
         let t = &self.tpm;
@@ -183,19 +183,19 @@ impl Status {
             let _ = write!(out, "{sep}  \"{name}\": {value}");
         };
         field("schema", SCHEMA.to_string());
-        field("tool", json_string("cfs-setup-root"));
-        field("version", json_string(&self.version));
-        field("setup", json_string(self.setup.name()));
-        field("root", json_string(&self.root.display().to_string()));
+        field("tool", json::string("cfs-setup-root"));
+        field("version", json::string(&self.version));
+        field("setup", json::string(self.setup.name()));
+        field("root", json::string(&self.root.display().to_string()));
         field(
             "image",
             format!(
                 "{{\"digest\":{},\"algorithm\":{},\"argument\":{},\"insecure\":{},\"path\":{},\"size\":{}}}",
-                json_string(&self.digest),
-                json_string(&self.algorithm),
-                json_string(&self.argument),
+                json::string(&self.digest),
+                json::string(&self.algorithm),
+                json::string(&self.argument),
                 self.insecure,
-                json_string(&self.image_path),
+                json::string(&self.image_path),
                 self.image_size
             ),
         );
@@ -211,9 +211,9 @@ impl Status {
             "mount",
             format!(
                 "{{\"source\":{},\"assembly\":{},\"erofs\":{},\"loop_device\":{},\"transient_root\":{}}}",
-                json_string(&self.source),
-                json_string(&self.assembly),
-                json_string(&self.erofs),
+                json::string(&self.source),
+                json::string(&self.assembly),
+                json::string(&self.erofs),
                 opt(&self.loop_device),
                 self.transient_root
             ),
@@ -224,7 +224,7 @@ impl Status {
             "physical_root",
             format!(
                 "{{\"path\":{},\"readonly\":{}}}",
-                json_string(&self.physical_root),
+                json::string(&self.physical_root),
                 self.physical_root_readonly
             ),
         );
@@ -232,10 +232,10 @@ impl Status {
             "tpm",
             format!(
                 "{{\"policy\":{},\"measured\":{},\"pcr\":{},\"event\":{},\"banks\":{},\"logged\":{},\"reason\":{}}}",
-                json_string(&t.policy),
+                json::string(&t.policy),
                 t.measured,
                 t.pcr,
-                json_string(&t.event),
+                json::string(&t.event),
                 strings(&t.banks),
                 t.logged,
                 opt(&t.reason)

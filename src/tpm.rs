@@ -953,7 +953,7 @@ pub fn event_record(m: &Measurement, boot_id: &str, timestamp_usec: u64) -> Stri
         .map(|d| {
             format!(
                 "{{\"hashAlg\":{},\"digest\":\"{}\"}}",
-                json_string(&d.alg.to_string()),
+                crate::json::string(&d.alg.to_string()),
                 hex::encode(&d.digest)
             )
         })
@@ -962,31 +962,10 @@ pub fn event_record(m: &Measurement, boot_id: &str, timestamp_usec: u64) -> Stri
         "\x1e{{\"pcr\":{},\"digests\":[{}],\"content_type\":\"systemd\",\"content\":{{\"string\":{},\"bootId\":{},\"timestamp\":{},\"eventType\":\"phase\"}}}}\n",
         m.pcr,
         digests.join(","),
-        json_string(&m.event),
-        json_string(boot_id),
+        crate::json::string(&m.event),
+        crate::json::string(boot_id),
         timestamp_usec
     )
-}
-
-/// A JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", u32::from(c)));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The boot ID as systemd prints an ID128: 32 lowercase hex digits, no dashes.
@@ -1330,7 +1309,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&r[1..]).unwrap();
         assert_eq!(v["content"]["string"], format!("composefs:{HEX}"));
         assert_eq!(v["digests"][1]["hashAlg"], "sha256");
-        assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
+        assert_eq!(
+            crate::json::string("a\"b\\c\n\u{1}"),
+            r#""a\"b\\c\n\u0001""#
+        );
     }
 
     #[test]
