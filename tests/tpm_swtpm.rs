@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use cfs_setup_root::tpm::{self, HashAlg, Transport};
 
+mod common;
+
 struct Swtpm {
     child: Child,
     dir: PathBuf,
@@ -51,7 +53,7 @@ fn start(name: &str) -> Option<(Swtpm, Socket)> {
     {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("SKIP {name}: swtpm is not installed (apt-get install swtpm)");
+            common::skip(name, "swtpm is not installed (apt-get install swtpm)");
             return None;
         }
         Err(e) => panic!("swtpm: {e}"),
@@ -95,7 +97,7 @@ const HEX: &str = "4f5e3c1b2a09876543210fedcba98765432100112233445566778899aabbc
 
 #[test]
 fn swtpm_pcr15_and_event_log() {
-    let Some((swtpm, mut sock)) = start("pcr15") else {
+    let Some((swtpm, mut sock)) = start("swtpm_pcr15_and_event_log") else {
         return;
     };
     let banks = tpm::pcr_banks(&mut sock).unwrap();
@@ -156,7 +158,7 @@ fn swtpm_pcr15_and_event_log() {
 
 #[test]
 fn swtpm_refuses_a_pcr_it_lacks() {
-    let Some((_swtpm, mut sock)) = start("nopcr") else {
+    let Some((_swtpm, mut sock)) = start("swtpm_refuses_a_pcr_it_lacks") else {
         return;
     };
     // PCR 30 does not exist: the TPM's answer names the handle.
