@@ -689,42 +689,11 @@ pub fn running_root_source() -> Option<String> {
 }
 
 /// The source of the topmost mount at `mount_point` in `mountinfo` text (the format of
-/// `/proc/self/mountinfo`: field 5 is the mount point, the source follows " - " and the
-/// filesystem type; octal escapes such as `\040` are decoded).
+/// `/proc/self/mountinfo`).
 pub fn source_at(mountinfo: &str, mount_point: &Path) -> Option<String> {
     let want = mount_point.to_str()?;
-    mountinfo
-        .lines()
-        .filter(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(want))
-        .filter_map(|l| {
-            let (_, after) = l.split_once(" - ")?;
-            after.split(' ').nth(1).map(unescape)
-        })
-        .next_back()
-}
-
-/// Decodes mountinfo's octal escapes (`\040` is a space).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
-            .map(|d| d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0')));
-        match octal.and_then(|n| u8::try_from(n).ok()) {
-            Some(b) => {
-                out.push(b);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let mut mounts = crate::physroot::mountinfo(mountinfo).filter(|m| m.mount_point == want);
+    mounts.next_back().map(|m| m.source)
 }
 
 #[cfg(test)]
@@ -903,7 +872,6 @@ mod tests {
             Some("composefs:bb")
         );
         assert_eq!(source_at(info, Path::new("/run")), None);
-        assert_eq!(unescape("a\\134b\\0"), "a\\b\\0");
     }
 
     #[test]
