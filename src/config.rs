@@ -333,7 +333,7 @@ fn check_syntax(text: &str) -> Result<(), ConfigError> {
                 ScalarKind::Float => {
                     let written_inf =
                         matches!(decoded.trim_start_matches(['+', '-']), "inf" | "nan");
-                    if !written_inf && !decoded.parse::<f64>().is_ok_and(f64::is_finite) {
+                    if !written_inf && crate::json::overflows_f64(&decoded) {
                         return out_of_range("float");
                     }
                 }

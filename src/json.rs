@@ -30,6 +30,56 @@ pub fn string(s: &str) -> String {
     out
 }
 
+/// The smallest value that rounds to infinity as a double: halfway between `f64::MAX` and
+/// 2^1024 (2^1024 - 2^970; the tie rounds to the even mantissa, 2^1024), as decimal digits.
+const OVERFLOW: &[u8] = b"179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792";
+
+/// Whether a decimal number (`[+-]digits[.digits][(e|E)[+-]digits]`, as JSON and decoded TOML
+/// write it) rounds to infinity as a double: both formats refuse it (serde_json, the `toml`
+/// crate). Decided from the digits: parsing as `f64` would link the float parser and its
+/// tables (about 15 KB) into every initramfs. Text of another form is not a finite number.
+pub(crate) fn overflows_f64(text: &str) -> bool {
+    let text = text.trim_start_matches(['+', '-']);
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (&text[..at], text[at + 1..].trim_start_matches('+')),
+        None => (text, "0"),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let (negative, exp_digits) = match exponent.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, exponent),
+    };
+    if !digits(int) || !digits(frac) || int.len() + frac.len() == 0 {
+        return true;
+    }
+    if exp_digits.is_empty() || !digits(exp_digits) {
+        return true;
+    }
+    // Saturate: past a billion, the exponent has decided already.
+    let exp = exp_digits
+        .bytes()
+        .fold(0i64, |n, b| (n * 10 + i64::from(b - b'0')).min(1 << 30));
+    let all: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+    let Some(first) = all.iter().position(|&d| d != b'0') else {
+        return false; // zero
+    };
+    // value = 0.d1d2... x 10^magnitude, d1 the first non-zero digit.
+    let magnitude = int.len() as i64 - first as i64 + if negative { -exp } else { exp };
+    match magnitude.cmp(&(OVERFLOW.len() as i64)) {
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Greater => true,
+        // As many integer digits as the limit: compare digit by digit (missing ones are 0).
+        std::cmp::Ordering::Equal => {
+            let ours = all[first..].iter().copied().chain(std::iter::repeat(b'0'));
+            match ours.zip(OVERFLOW).find(|(d, l)| d != *l) {
+                Some((d, l)) => d > *l,
+                None => true, // the limit itself rounds to infinity
+            }
+        }
+    }
+}
+
 /// A JSON value (numbers kept as written).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -245,10 +295,10 @@ impl Parser<'_> {
         }
         let text =
             std::str::from_utf8(self.bytes.get(start..self.pos).unwrap_or(&[])).unwrap_or("");
-        // Rust's float parser rounds correctly at any length: infinite means out of range.
-        match text.parse::<f64>() {
-            Ok(n) if n.is_finite() => Ok(()),
-            _ => Err(self.error("number out of range")),
+        if overflows_f64(text) {
+            Err(self.error("number out of range"))
+        } else {
+            Ok(())
         }
     }
 
@@ -375,6 +425,44 @@ mod tests {
             let v = parse(&doc).unwrap();
             assert_eq!(v.get("n"), Some(&Value::Number(number.into())), "{number}");
         }
+    }
+
+    #[test]
+    fn overflow_agrees_with_the_float_parser() {
+        let limit = std::str::from_utf8(super::OVERFLOW).unwrap();
+        let below = format!("{}1", &limit[..limit.len() - 1]);
+        for text in [
+            "0",
+            "-0",
+            "1",
+            "1.5",
+            "0.000",
+            "1e308",
+            "1.7976931348623157e308",
+            "1.7976931348623158e308",
+            "1.79769313486231580793e308",
+            "1.7976931348623159e308",
+            "2e308",
+            "1e309",
+            "-1e400",
+            "1e-400",
+            "0e99999999999",
+            "0.0001e312",
+            "100000000000000000000e289",
+            "1e99999999999999999999",
+            "1E+309",
+            "17976931348623158e292",
+            limit,
+            &below,
+        ] {
+            let parsed: f64 = text.parse().unwrap();
+            assert_eq!(super::overflows_f64(text), parsed.is_infinite(), "{text}");
+        }
+        assert!(super::overflows_f64(&format!("{limit}.0")));
+        assert!(!super::overflows_f64(&format!(
+            "{}.9999",
+            &limit[..limit.len() - 1]
+        )));
     }
 
     #[test]
