@@ -553,7 +553,7 @@ fn interpret(text: &str, root: &Table<'_>) -> Result<(Config, Vec<ConfigWarning>
     for section in root.iter() {
         let name = section.0.get_ref().as_ref();
         if !KNOWN_SECTIONS.contains(&name) {
-            unknown(text, vec![name.to_string()], section, &mut remarks);
+            unknown(vec![name.to_string()], section, &mut remarks);
             continue;
         }
         let table = section_table(text, name, section)?;
@@ -581,7 +581,7 @@ fn interpret(text: &str, root: &Table<'_>) -> Result<(Config, Vec<ConfigWarning>
                 ["image", "check-digest"] => config.check_digest = boolean(&item)?,
                 ["image", "max-size"] => config.max_image_size = size(&item)?,
                 ["tpm", "measure"] => config.tpm_measure = tpm_measure(&item)?,
-                key => unknown(text, key.map(str::to_string).to_vec(), entry, &mut remarks),
+                key => unknown(key.map(str::to_string).to_vec(), entry, &mut remarks),
             }
         }
     }
@@ -655,12 +655,7 @@ fn word(remark: &Remark) -> String {
 
 /// Records what is unknown under `entry`: a value or inline table as one key, a `[section]`
 /// once, tables made by dotted keys (or only named in a header) by what they hold.
-fn unknown(
-    text: &str,
-    path: Vec<String>,
-    entry: Entry<'_, '_>,
-    remarks: &mut Vec<(usize, Remark)>,
-) {
+fn unknown(path: Vec<String>, entry: Entry<'_, '_>, remarks: &mut Vec<(usize, Remark)>) {
     let what = match (written(entry.0, entry.1), entry.1.get_ref()) {
         (Written::Header, _) => Unknown::Section,
         (Written::ArrayOfTables, _) => Unknown::ArrayOfTables,
@@ -668,7 +663,7 @@ fn unknown(
             for child in table.iter() {
                 let mut deeper = path.clone();
                 deeper.push(child.0.get_ref().to_string());
-                unknown(text, deeper, child, remarks);
+                unknown(deeper, child, remarks);
             }
             return;
         }
