@@ -715,7 +715,11 @@ mod tests {
                 r#"{{"version":1,"algorithm":"fsverity-sha256-12","features":{features}}}"#
             ))
         };
-        // What cfsctl 0.9.4 `init` writes.
+        // What cfsctl 0.9.4 `init` writes, whole (V1 images by default).
+        let init = "{\n  \"version\": 1,\n  \"algorithm\": \"fsverity-sha512-12\",\n  \"features\": {\n    \
+                    \"compatible\": [],\n    \"read-only-compatible\": [\n      \"v1_erofs\"\n    ],\n    \
+                    \"incompatible\": []\n  },\n  \"erofs_formats\": {\n    \"default\": 1\n  }\n}\n";
+        assert_eq!(parse_meta(init), Ok(Algorithm::Sha512));
         assert_eq!(
             meta(r#"{"compatible":[],"read-only-compatible":["v1_erofs"],"incompatible":[]}"#),
             Ok(Algorithm::Sha256)
