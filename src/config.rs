@@ -404,7 +404,10 @@ fn duplicate(text: &str, span: std::ops::Range<usize>) -> Option<String> {
             .lines()
             .rev()
             .filter(|l| l.trim_start().starts_with('['))
-            .find_map(|l| key_path(l.trim().trim_start_matches('[').trim_end_matches(']')))
+            .find_map(|l| {
+                let l = l.trim_start().trim_start_matches('[');
+                key_path(&l[..l.find(']')?])
+            })
             .unwrap_or_default()
     };
     path.extend(key_path(statement.trim_start().trim_start_matches('['))?);
@@ -504,21 +507,6 @@ fn kind(
 // ---------------------------------------------------------------------------------------------
 // Meaning.
 
-/// A warning not yet worded: only the first [`MAX_WARNINGS`] are.
-enum Remark {
-    /// An unknown key or table.
-    Unknown { path: Vec<String>, what: Unknown },
-    /// `transient = true` next to a `mount` key.
-    ShorthandIgnored(&'static str),
-}
-
-#[derive(Clone, Copy)]
-enum Unknown {
-    Key,
-    Section,
-    ArrayOfTables,
-}
-
 /// One known key's entry, for its value and messages.
 struct Item<'e, 't> {
     text: &'e str,
@@ -543,10 +531,10 @@ impl Item<'_, '_> {
 
 fn interpret(text: &str, root: &Table<'_>) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
     let mut config = Config::default();
-    let mut remarks: Vec<(usize, Remark)> = Vec::new();
+    let mut remarks: Vec<(usize, String)> = Vec::new();
     let mut etc_mount = None;
     let mut var_mount = None;
-    // The line of a `transient = true` shorthand, if any.
+    // Where a `transient = true` shorthand is, if any.
     let mut etc_transient = None;
     let mut var_transient = None;
 
@@ -588,8 +576,11 @@ fn interpret(text: &str, root: &Table<'_>) -> Result<(Config, Vec<ConfigWarning>
 
     config.etc = match (etc_mount, etc_transient) {
         (Some(mode), None) => mode,
-        (Some(mode), Some(line)) => {
-            remarks.push((line, Remark::ShorthandIgnored("etc")));
+        (Some(mode), Some(offset)) => {
+            remarks.push((
+                offset,
+                "etc.transient = true ignored: etc.mount is set".to_string(),
+            ));
             mode
         }
         (None, Some(_)) => EtcMode::Fixed(MountMode::Transient),
@@ -597,8 +588,11 @@ fn interpret(text: &str, root: &Table<'_>) -> Result<(Config, Vec<ConfigWarning>
     };
     config.var = match (var_mount, var_transient) {
         (Some(mode), None) => mode,
-        (Some(mode), Some(line)) => {
-            remarks.push((line, Remark::ShorthandIgnored("var")));
+        (Some(mode), Some(offset)) => {
+            remarks.push((
+                offset,
+                "var.transient = true ignored: var.mount is set".to_string(),
+            ));
             mode
         }
         (None, Some(_)) => MountMode::Transient,
@@ -610,9 +604,9 @@ fn interpret(text: &str, root: &Table<'_>) -> Result<(Config, Vec<ConfigWarning>
     let mut warnings: Vec<ConfigWarning> = remarks
         .iter()
         .take(MAX_WARNINGS)
-        .map(|(offset, remark)| ConfigWarning {
+        .map(|(offset, message)| ConfigWarning {
             line: line_of(text, *offset),
-            message: word(remark),
+            message: message.clone(),
         })
         .collect();
     if let Some((offset, _)) = remarks.get(MAX_WARNINGS) {
@@ -627,38 +621,15 @@ fn interpret(text: &str, root: &Table<'_>) -> Result<(Config, Vec<ConfigWarning>
     Ok((config, warnings))
 }
 
-fn word(remark: &Remark) -> String {
-    match remark {
-        Remark::Unknown { path, what } => {
-            let name = display_key(path.iter().map(String::as_str));
-            match what {
-                Unknown::Key => {
-                    let lower = name.to_ascii_lowercase();
-                    let hint = if KNOWN_KEYS.contains(&lower.as_str()) {
-                        format!(" (keys are case-sensitive: did you mean {lower}?)")
-                    } else {
-                        String::new()
-                    };
-                    format!("unknown key {name} ignored{hint}")
-                }
-                Unknown::Section => format!("unknown section [{name}], its keys are ignored"),
-                Unknown::ArrayOfTables => {
-                    format!("unknown array of tables [[{name}]], its keys are ignored")
-                }
-            }
-        }
-        Remark::ShorthandIgnored(section) => {
-            format!("{section}.transient = true ignored: {section}.mount is set")
-        }
-    }
-}
-
 /// Records what is unknown under `entry`: a value or inline table as one key, a `[section]`
 /// once, tables made by dotted keys (or only named in a header) by what they hold.
-fn unknown(path: Vec<String>, entry: Entry<'_, '_>, remarks: &mut Vec<(usize, Remark)>) {
-    let what = match (written(entry.0, entry.1), entry.1.get_ref()) {
-        (Written::Header, _) => Unknown::Section,
-        (Written::ArrayOfTables, _) => Unknown::ArrayOfTables,
+fn unknown(path: Vec<String>, entry: Entry<'_, '_>, remarks: &mut Vec<(usize, String)>) {
+    let name = display_key(path.iter().map(String::as_str));
+    let message = match (written(entry.0, entry.1), entry.1.get_ref()) {
+        (Written::Header, _) => format!("unknown section [{name}], its keys are ignored"),
+        (Written::ArrayOfTables, _) => {
+            format!("unknown array of tables [[{name}]], its keys are ignored")
+        }
         (Written::Implicit, DeValue::Table(table)) => {
             for child in table.iter() {
                 let mut deeper = path.clone();
@@ -667,9 +638,17 @@ fn unknown(path: Vec<String>, entry: Entry<'_, '_>, remarks: &mut Vec<(usize, Re
             }
             return;
         }
-        _ => Unknown::Key,
+        _ => {
+            let lower = name.to_ascii_lowercase();
+            let hint = if KNOWN_KEYS.contains(&lower.as_str()) {
+                format!(" (keys are case-sensitive: did you mean {lower}?)")
+            } else {
+                String::new()
+            };
+            format!("unknown key {name} ignored{hint}")
+        }
     };
-    remarks.push((entry.0.span().start, Remark::Unknown { path, what }));
+    remarks.push((entry.0.span().start, message));
 }
 
 /// A known section must be a table: a `[section]`, dotted keys, or an inline table.
@@ -1271,6 +1250,19 @@ measure = "required"
         assert_eq!(syntax("[foo]\nx = 1\nx = 2").0, 3);
         // Booleans set twice, even to the same value.
         assert_eq!(syntax("root.transient = true\nroot.transient = true").0, 2);
+    }
+
+    #[test]
+    fn duplicate_key_message_names_the_full_key_and_its_first_line() {
+        let (line, message) = syntax("[etc] # the etc section\nmount = 'a'\nmount = 'b'\n");
+        assert_eq!(line, 3);
+        assert!(
+            message.contains("duplicate key etc.mount: already defined on line 2 (as a string)"),
+            "{message}"
+        );
+        let (line, message) = syntax("[[x]]\n[x.y]\na = 1\n[x.y]\n");
+        assert_eq!(line, 4);
+        assert!(message.contains("duplicate table [x.y]"), "{message}");
     }
 
     #[test]
