@@ -131,12 +131,18 @@ pub fn meta_json(data: &[u8]) {
         // The refusals composefs-rs defines: an incompatible feature, a newer format version.
         (Err(e), _) if e.contains("features this tool does not know") => {
             let listed = theirs.as_ref().ok().and_then(|v| {
-                v.get("features")?.get("incompatible")?.as_array().map(Vec::len)
+                v.get("features")?
+                    .get("incompatible")?
+                    .as_array()
+                    .map(Vec::len)
             });
             assert!(listed.is_some_and(|n| n > 0), "{e}: serde_json {theirs:?}");
         }
         (Err(e), _) if e.contains("newer than this tool reads") => {
-            let version = theirs.as_ref().ok().and_then(|v| v.get("version")?.as_u64());
+            let version = theirs
+                .as_ref()
+                .ok()
+                .and_then(|v| v.get("version")?.as_u64());
             assert!(version.is_some_and(|n| n > 1), "{e}: serde_json {theirs:?}");
         }
         (Err(e), Some(b)) => panic!("we refuse ({e}), serde_json reads {b:?}"),
