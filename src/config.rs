@@ -337,13 +337,8 @@ fn check_syntax(text: &str) -> Result<(), ConfigError> {
                         return out_of_range("float");
                     }
                 }
-                ScalarKind::Integer(radix) => {
-                    let radix = radix.value();
-                    if i128::from_str_radix(&decoded, radix).is_err()
-                        && u128::from_str_radix(&decoded, radix).is_err()
-                    {
-                        return out_of_range("integer");
-                    }
+                ScalarKind::Integer(radix) if !integer_in_range(&decoded, radix.value()) => {
+                    return out_of_range("integer");
                 }
                 _ => {}
             },
@@ -357,6 +352,29 @@ fn check_syntax(text: &str) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Whether decoded integer digits (a sign only in base 10) are from `i128::MIN` to
+/// `u128::MAX`, the integers the peers' deserializer reads. (By hand: std's 128-bit
+/// `from_str_radix` would add several KB to the binary.)
+fn integer_in_range(digits: &str, radix: u32) -> bool {
+    let (negative, digits) = match digits.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, digits.strip_prefix('+').unwrap_or(digits)),
+    };
+    let mut magnitude: u128 = 0;
+    for c in digits.chars() {
+        let next = c.to_digit(radix).and_then(|d| {
+            magnitude
+                .checked_mul(u128::from(radix))?
+                .checked_add(u128::from(d))
+        });
+        match next {
+            Some(n) => magnitude = n,
+            None => return false,
+        }
+    }
+    !digits.is_empty() && (!negative || magnitude <= 1 << 127)
 }
 
 /// The first line of `text`, at most `max` bytes (cut at a character boundary), with `...`
@@ -599,8 +617,14 @@ fn interpret(text: &str, root: &Table<'_>) -> Result<(Config, Vec<ConfigWarning>
         (None, None) => config.var,
     };
 
-    // In the order of the text (the table keeps keys sorted by name).
-    remarks.sort_by_key(|(offset, _)| *offset);
+    // The first ones in the order of the text (the table keeps keys sorted by name): a partial
+    // selection sort, as only they need ordering (and a full sort costs the binary KBs).
+    for k in 0..remarks.len().min(MAX_WARNINGS + 1) {
+        let first = (k..remarks.len())
+            .min_by_key(|&i| remarks[i].0)
+            .unwrap_or(k);
+        remarks.swap(k, first);
+    }
     let mut warnings: Vec<ConfigWarning> = remarks
         .iter()
         .take(MAX_WARNINGS)
