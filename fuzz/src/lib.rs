@@ -128,8 +128,11 @@ pub fn meta_json(data: &[u8]) {
         // Deeper than we accept (32 levels), or the key twice (serde_json keeps the last; the
         // peer refuses), is our refusal alone.
         (Err(e), _) if e.contains("deep") || e.contains("duplicate") => {}
-        // The refusals composefs-rs defines: an incompatible feature, a newer format version.
-        (Err(e), _) if e.contains("features this tool does not know") => {
+        // The refusals composefs-rs defines: an incompatible feature, a newer format version
+        // (by the start of the message: an unknown algorithm's is quoted in its own).
+        (Err(e), _)
+            if e.starts_with("the repository requires features this tool does not know") =>
+        {
             let listed = theirs.as_ref().ok().and_then(|v| {
                 v.get("features")?
                     .get("incompatible")?
@@ -138,7 +141,7 @@ pub fn meta_json(data: &[u8]) {
             });
             assert!(listed.is_some_and(|n| n > 0), "{e}: serde_json {theirs:?}");
         }
-        (Err(e), _) if e.contains("newer than this tool reads") => {
+        (Err(e), _) if e.starts_with("repository format version") => {
             let version = theirs
                 .as_ref()
                 .ok()
