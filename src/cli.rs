@@ -81,6 +81,12 @@ Exit codes:
   1  --status: no status record (this system was not set up by cfs-setup-root)
 ";
 
+/// What a usage error prints: the error and one line pointing at `--help`, so the error stays
+/// on a 25-line emergency console (the whole usage would scroll it off).
+pub fn usage_error(error: &str) -> String {
+    format!("cfs-setup-root: {error}\nTry 'cfs-setup-root --help' for the usage.\n")
+}
+
 /// Parses the arguments (without the program name).
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut options = Options {
@@ -348,6 +354,17 @@ mod tests {
         assert_eq!(command, ["sh", "-c", "echo --sysroot"]);
         let (_, command) = run(&["findmnt", "-", "--dry-run", "--", "--", "-x"]);
         assert_eq!(command, ["findmnt", "-", "--", "-x"]);
+    }
+
+    #[test]
+    fn usage_error_is_two_lines() {
+        let text = usage_error("unknown argument \"--bogus\"");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.starts_with("cfs-setup-root: unknown argument"),
+            "{text}"
+        );
+        assert!(text.contains("--help"), "{text}");
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub enum KargError {
     Digest(#[from] DigestError),
     /// A prefix such as `md5:` or a version other than v1/v2, or a block size other than 12.
     #[error(
-        "unsupported form {0:?}: expected composefs=<hex>, composefs=sha256:<hex>, or composefs.digest=v1-sha256-12:<hex>"
+        "unsupported form {0:?}: expected composefs=<hex>, composefs=sha256:<hex>, composefs=sha512:<hex>, or composefs.digest=<v1|v2>-<sha256|sha512>-12:<hex>"
     )]
     Form(String),
 }
@@ -740,8 +740,27 @@ mod tests {
         assert_eq!(
             k.rejected[0].reason.to_string(),
             "unsupported form \"md5:00\": expected composefs=<hex>, composefs=sha256:<hex>, \
-             or composefs.digest=v1-sha256-12:<hex>"
+             composefs=sha512:<hex>, or composefs.digest=<v1|v2>-<sha256|sha512>-12:<hex>"
         );
+        // The message names every form the parser accepts: each version and algorithm.
+        let message = k.rejected[0].reason.to_string();
+        for (algorithm, hex) in [("sha256", H64.to_string()), ("sha512", h128())] {
+            assert!(
+                message.contains(&format!("composefs={algorithm}:<hex>")),
+                "{message}"
+            );
+            assert_eq!(
+                parse(&format!("composefs={algorithm}:{hex}"))
+                    .selectors
+                    .len(),
+                1
+            );
+            for version in ["v1", "v2"] {
+                let karg = format!("composefs.digest={version}-{algorithm}-12:{hex}");
+                assert_eq!(parse(&karg).selectors.len(), 1, "{karg}");
+            }
+        }
+        assert!(message.contains("<v1|v2>-<sha256|sha512>-12"), "{message}");
         let k = parse("composefs=abc");
         assert_eq!(
             k.rejected[0].reason.to_string(),

@@ -1,26 +1,28 @@
 //! The configuration file (`/usr/lib/composefs/setup-root-conf.toml`): keys, defaults, aliases.
 //!
 //! The file is shared with composefs-setup-root and bootc, which read it with the `toml` crate,
-//! so it is read here as the same TOML: [`document`] parses it with `toml_parser`, the lexer and
-//! parser under the `toml` crate, and applies TOML's table rules, so every document the peers
-//! accept loads and every one they refuse is refused, with its line. This module gives the known
-//! keys their meaning: a known key with a value it does not accept is an error naming the line,
-//! the key and what would do; an unknown key is a warning (at most [`MAX_WARNINGS`] of them are
-//! listed, then their count), so a file written for a newer version or for a peer still boots.
-//!
-//! Why a crate here when everything else is hand-written: TOML has arrays of tables, six
-//! string and number syntaxes, dates and a set of table-definition rules, and the peers accept
-//! all of it (even in keys we ignore). A parser of our own diverged from theirs wherever it was
-//! smaller; `toml_parser` is theirs, has no dependency but `winnow`'s stream types, and costs
-//! the binary less than the hand-written parser it replaced (README, "Dependencies").
-
-mod document;
+//! so it is read here with the same crate: `toml::de::DeTable` (the `toml` crate's table parser,
+//! without serde) applies TOML's grammar and table rules, with spans for line numbers, so every
+//! document the peers accept loads and every one they refuse is refused, with its line. Before
+//! it, one pass over `toml_parser`'s events (the lexer and parser under `DeTable`) names the line
+//! where a syntax error starts (an unterminated string's opening quote, not the end of the file)
+//! and checks numbers as the peers' deserializer does. This module gives the known keys their
+//! meaning: a known key with a value it does not accept is an error naming the line, the key and
+//! what would do; an unknown key is a warning (at most [`MAX_WARNINGS`] of them are listed, then
+//! their count), so a file written for a newer version or for a peer still boots.
 
 use std::fmt;
 use std::path::Path;
 
-use document::{Document, Entry, Item, ROOT, TableId, Value};
-pub use document::{MAX_DEPTH, display_key};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+use toml_parser::decoder::ScalarKind;
+use toml_parser::parser::{EventKind, RecursionGuard, ValidateWhitespace};
+use toml_parser::{ErrorSink, Expected, ParseError, Source};
+
+/// The deepest nesting of arrays and inline tables, and the most parts a key may have (the
+/// `toml` crate's limits: no input exhausts the stack).
+pub const MAX_DEPTH: u32 = 80;
 
 /// How /etc or /var is provided in the new root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,10 +189,10 @@ pub enum ConfigError {
 pub const MAX_WARNINGS: usize = 10;
 
 /// The sections this version knows.
-const KNOWN_SECTIONS: &[&str] = &["root", "etc", "var", "sysroot", "image", "tpm"];
+pub const KNOWN_SECTIONS: &[&str] = &["root", "etc", "var", "sysroot", "image", "tpm"];
 
-/// The full dotted names of the keys this version knows.
-const KNOWN_KEYS: &[&str] = &[
+/// The full dotted names of the keys this version knows (the documentation lists each).
+pub const KNOWN_KEYS: &[&str] = &[
     "root.transient",
     "etc.mount",
     "etc.transient",
@@ -204,11 +206,9 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// Parse config text. Unknown keys become warnings; unknown values are errors.
 pub fn parse(text: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-    let document = Document::parse(text).map_err(|e| ConfigError::Syntax {
-        line: e.line,
-        message: e.message,
-    })?;
-    interpret(&document)
+    check_syntax(text)?;
+    let root = DeTable::parse(text).map_err(|e| table_error(text, &e))?;
+    interpret(text, root.get_ref())
 }
 
 /// Parse the bytes of a config file: as [`parse`], after checking they are UTF-8.
@@ -238,68 +238,367 @@ pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Meaning.
+// Syntax: the first error, at the line where its construct starts.
 
-/// A warning not yet worded: only the first [`MAX_WARNINGS`] are.
-enum Remark<'d> {
-    /// An unknown key or table.
-    Unknown { path: Vec<&'d str>, what: Unknown },
-    /// `transient = true` next to a `mount` key.
-    ShorthandIgnored(&'static str),
+/// The 1-based line holding byte `offset`.
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
-#[derive(Clone, Copy)]
-enum Unknown {
-    Key,
-    Section,
+fn syntax_error(text: &str, offset: usize, message: String) -> ConfigError {
+    ConfigError::Syntax {
+        line: line_of(text, offset),
+        message,
+    }
+}
+
+/// Keeps the first error the parser reports (errors are reported in the order of the text).
+struct FirstError(Option<ParseError>);
+
+impl ErrorSink for FirstError {
+    fn report_error(&mut self, error: ParseError) {
+        self.0.get_or_insert(error);
+    }
+}
+
+/// A parser error as a line and a message: what is wrong, what was expected, what was found.
+/// The line is where the offending construct starts (an unterminated string's opening quote,
+/// a key without a value), else where the parser stopped.
+fn parse_error(text: &str, error: &ParseError) -> ConfigError {
+    let at = error.unexpected().or(error.context());
+    let mut message = error.description().to_string();
+    for (i, expected) in error.expected().unwrap_or_default().iter().enumerate() {
+        message.push_str(if i == 0 { ", expected " } else { " or " });
+        match expected {
+            Expected::Literal("\n") => message.push_str("a newline"),
+            Expected::Literal(s) => message.push_str(&format!("'{s}'")),
+            Expected::Description(s) => message.push_str(s),
+            _ => message.push_str("something else"),
+        }
+    }
+    if let Some(found) = at.and_then(|span| text.get(span.start()..span.end())) {
+        if !found.is_empty() {
+            message.push_str(&format!(", found {:?}", shorten(found, 40)));
+        } else if at.is_some_and(|span| span.start() >= text.len()) {
+            message.push_str(", found the end of the file");
+        }
+    }
+    let line_at = error.context().or(at).map_or(0, |span| span.start());
+    syntax_error(text, line_at, message)
+}
+
+/// The grammar, escapes, key lengths and numbers: everything but the table rules, which
+/// `DeTable` checks. Numbers as the peers' deserializer reads them: an integer from `i128::MIN`
+/// to `u128::MAX`, a float that does not round to infinity unless written so.
+fn check_syntax(text: &str) -> Result<(), ConfigError> {
+    let source = Source::new(text);
+    let tokens = source.lex().into_vec();
+    let mut events = Vec::with_capacity(tokens.len());
+    let mut first = FirstError(None);
+    let mut validate = ValidateWhitespace::new(&mut events, source);
+    let mut guard = RecursionGuard::new(&mut validate, MAX_DEPTH);
+    toml_parser::parser::parse_document(&tokens, &mut guard, &mut first);
+    if let Some(error) = first.0 {
+        return Err(parse_error(text, &error));
+    }
+    let (mut parts, mut key_start) = (0, 0);
+    for event in events {
+        let Some(raw) = source.get(event) else {
+            continue;
+        };
+        let mut decoded = String::new();
+        let mut first = FirstError(None);
+        let start = event.span().start();
+        let out_of_range = |what: &str| {
+            let message = format!("{what} {:?} is out of range", shorten(raw.as_str(), 40));
+            Err(syntax_error(text, start, message))
+        };
+        match event.kind() {
+            EventKind::SimpleKey => {
+                if parts == 0 {
+                    key_start = start;
+                }
+                parts += 1;
+                if parts > MAX_DEPTH {
+                    let message = format!("a key may have at most {MAX_DEPTH} parts");
+                    return Err(syntax_error(text, key_start, message));
+                }
+                raw.decode_key(&mut decoded, &mut first);
+            }
+            EventKind::KeySep | EventKind::Whitespace => continue,
+            EventKind::Scalar => match raw.decode_scalar(&mut decoded, &mut first) {
+                ScalarKind::Float => {
+                    let written_inf =
+                        matches!(decoded.trim_start_matches(['+', '-']), "inf" | "nan");
+                    if !written_inf && crate::json::overflows_f64(&decoded) {
+                        return out_of_range("float");
+                    }
+                }
+                ScalarKind::Integer(radix) if !integer_in_range(&decoded, radix.value()) => {
+                    return out_of_range("integer");
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        if event.kind() != EventKind::SimpleKey {
+            parts = 0;
+        }
+        if let Some(error) = first.0 {
+            return Err(parse_error(text, &error));
+        }
+    }
+    Ok(())
+}
+
+/// Whether decoded integer digits (a sign only in base 10) are from `i128::MIN` to
+/// `u128::MAX`, the integers the peers' deserializer reads. (By hand: std's 128-bit
+/// `from_str_radix` would add several KB to the binary.)
+fn integer_in_range(digits: &str, radix: u32) -> bool {
+    let (negative, digits) = match digits.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, digits.strip_prefix('+').unwrap_or(digits)),
+    };
+    let mut magnitude: u128 = 0;
+    for c in digits.chars() {
+        let next = c.to_digit(radix).and_then(|d| {
+            magnitude
+                .checked_mul(u128::from(radix))?
+                .checked_add(u128::from(d))
+        });
+        match next {
+            Some(n) => magnitude = n,
+            None => return false,
+        }
+    }
+    !digits.is_empty() && (!negative || magnitude <= 1 << 127)
+}
+
+/// The first line of `text`, at most `max` bytes (cut at a character boundary), with `...`
+/// when anything was left out.
+fn shorten(text: &str, max: usize) -> String {
+    let mut end = text.find('\n').unwrap_or(text.len()).min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let more = if end < text.len() { "..." } else { "" };
+    format!("{}{more}", &text[..end])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table rules: `DeTable` names the key that breaks one; say which key and where it was first.
+
+type Table<'t> = DeTable<'t>;
+type Entry<'e, 't> = (
+    &'e Spanned<std::borrow::Cow<'t, str>>,
+    &'e Spanned<DeValue<'t>>,
+);
+
+/// `DeTable`'s error, with the full key and where it was first defined when it is a duplicate.
+fn table_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let span = error.span().unwrap_or(0..0);
+    let start = span.start.min(text.len());
+    let mut message = error.message().to_string();
+    if message == "duplicate key" {
+        message = duplicate(text, span).unwrap_or(message);
+    }
+    syntax_error(text, start, message)
+}
+
+/// "duplicate key etc.mount: already defined on line 2 (as a string)", from the text: the
+/// statement holding the key at `span`, the `[header]` above it, and the document before it.
+fn duplicate(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let line_start = text.get(..span.start)?.rfind('\n').map_or(0, |i| i + 1);
+    let statement = text.get(line_start..span.end)?;
+    let header = statement.trim_start().starts_with('[');
+    let mut path = if header {
+        Vec::new()
+    } else {
+        // The `[header]` in effect: the last line above that parses as one.
+        text[..line_start]
+            .lines()
+            .rev()
+            .filter(|l| l.trim_start().starts_with('['))
+            .find_map(|l| {
+                let l = l.trim_start().trim_start_matches('[');
+                key_path(&l[..l.find(']')?])
+            })
+            .unwrap_or_default()
+    };
+    path.extend(key_path(statement.trim_start().trim_start_matches('['))?);
+    let before = DeTable::parse_recoverable(&text[..line_start]).0;
+    let (old_key, old) = lookup(before.get_ref(), &path)?;
+    let shown = display_key(path.iter().map(String::as_str));
+    let shown = if header {
+        format!("table [{shown}]")
+    } else {
+        format!("key {shown}")
+    };
+    Some(format!(
+        "duplicate {shown}: already defined on line {} (as {})",
+        line_of(text, old_key.span().start),
+        kind(text, old_key, old)
+    ))
+}
+
+/// The parts of a dotted key written as `written`, decoded.
+fn key_path(written: &str) -> Option<Vec<String>> {
+    let statement = format!("{written} = 0");
+    let mut table = DeTable::parse(&statement).ok()?.into_inner();
+    let mut path = Vec::new();
+    loop {
+        let (key, value) = table.into_iter().next()?;
+        path.push(key.into_inner().into_owned());
+        match value.into_inner() {
+            DeValue::Table(inner) => table = inner,
+            _ => return Some(path),
+        }
+    }
+}
+
+/// The entry at `path` (through the last table of an array of tables).
+fn lookup<'e, 't>(mut table: &'e Table<'t>, path: &[String]) -> Option<Entry<'e, 't>> {
+    let (last, parents) = path.split_last()?;
+    for part in parents {
+        table = match table.get(part.as_str())?.get_ref() {
+            DeValue::Table(t) => t,
+            DeValue::Array(a) => match a.iter().last()?.get_ref() {
+                DeValue::Table(t) => t,
+                _ => return None,
+            },
+            _ => return None,
+        };
+    }
+    table.get_key_value(last.as_str())
+}
+
+/// How an entry was written: the value of `key = value`, or a table (a `[header]`'s span
+/// starts before its key, an implicit table's is its key) or an array of tables.
+#[derive(Clone, Copy, PartialEq)]
+enum Written {
+    Value,
+    Header,
+    Implicit,
     ArrayOfTables,
 }
 
-fn interpret(doc: &Document<'_>) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+fn written(key: &Spanned<std::borrow::Cow<'_, str>>, value: &Spanned<DeValue<'_>>) -> Written {
+    let (k, v) = (key.span(), value.span());
+    match value.get_ref() {
+        DeValue::Table(_) if v.start < k.start => Written::Header,
+        DeValue::Table(_) if v == k => Written::Implicit,
+        DeValue::Array(_) if v.start < k.start => Written::ArrayOfTables,
+        _ => Written::Value,
+    }
+}
+
+/// What an entry is, for messages.
+fn kind(
+    text: &str,
+    key: &Spanned<std::borrow::Cow<'_, str>>,
+    value: &Spanned<DeValue<'_>>,
+) -> &'static str {
+    match (written(key, value), value.get_ref()) {
+        (Written::Header, _) => "a table",
+        (Written::Implicit, _) => "a table made by dotted keys",
+        (Written::ArrayOfTables, _) => "an array of tables",
+        (_, DeValue::Table(_))
+            if text
+                .get(value.span().start..)
+                .is_some_and(|t| t.starts_with('{')) =>
+        {
+            "an inline table"
+        }
+        (_, DeValue::Table(_)) => "a table",
+        (_, DeValue::String(_)) => "a string",
+        (_, DeValue::Integer(_)) => "an integer",
+        (_, DeValue::Float(_)) => "a float",
+        (_, DeValue::Boolean(_)) => "a boolean",
+        (_, DeValue::Datetime(_)) => "a date-time",
+        (_, DeValue::Array(_)) => "an array",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Meaning.
+
+/// One known key's entry, for its value and messages.
+struct Item<'e, 't> {
+    text: &'e str,
+    key: [&'e str; 2],
+    entry: Entry<'e, 't>,
+}
+
+impl Item<'_, '_> {
+    fn line(&self) -> usize {
+        line_of(self.text, self.offset())
+    }
+
+    /// Where its key starts (lines are counted only for what is reported).
+    fn offset(&self) -> usize {
+        self.entry.0.span().start
+    }
+
+    fn value(&self) -> &DeValue<'_> {
+        self.entry.1.get_ref()
+    }
+}
+
+fn interpret(text: &str, root: &Table<'_>) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
     let mut config = Config::default();
-    let mut remarks: Vec<(usize, Remark<'_>)> = Vec::new();
+    let mut remarks: Vec<(usize, String)> = Vec::new();
     let mut etc_mount = None;
     let mut var_mount = None;
-    // The line of a `transient = true` shorthand, if any.
+    // Where a `transient = true` shorthand is, if any.
     let mut etc_transient = None;
     let mut var_transient = None;
 
-    for section in doc.entries(ROOT) {
-        let name = section.key.as_str();
+    for section in root.iter() {
+        let name = section.0.get_ref().as_ref();
         if !KNOWN_SECTIONS.contains(&name) {
-            unknown(doc, vec![name], section, &mut remarks);
+            unknown(vec![name.to_string()], section, &mut remarks);
             continue;
         }
-        let table = section_table(doc, name, section)?;
-        for entry in doc.entries(table) {
-            let key = [name, entry.key.as_str()];
-            match key {
-                ["root", "transient"] => config.root_transient = boolean(doc, &key, entry)?,
-                ["etc", "mount"] => etc_mount = Some(etc_mode(doc, &key, entry)?),
+        let table = section_table(text, name, section)?;
+        for entry in table.iter() {
+            let item = Item {
+                text,
+                key: [name, entry.0.get_ref().as_ref()],
+                entry,
+            };
+            match item.key {
+                ["root", "transient"] => config.root_transient = boolean(&item)?,
+                ["etc", "mount"] => etc_mount = Some(etc_mode(&item)?),
                 ["etc", "transient"] => {
-                    if boolean(doc, &key, entry)? {
-                        etc_transient = Some(entry.line);
+                    if boolean(&item)? {
+                        etc_transient = Some(item.offset());
                     }
                 }
-                ["var", "mount"] => var_mount = Some(var_mode(doc, &key, entry)?),
+                ["var", "mount"] => var_mount = Some(var_mode(&item)?),
                 ["var", "transient"] => {
-                    if boolean(doc, &key, entry)? {
-                        var_transient = Some(entry.line);
+                    if boolean(&item)? {
+                        var_transient = Some(item.offset());
                     }
                 }
-                ["sysroot", "readonly"] => config.sysroot_readonly = boolean(doc, &key, entry)?,
-                ["image", "check-digest"] => config.check_digest = boolean(doc, &key, entry)?,
-                ["image", "max-size"] => config.max_image_size = size(doc, &key, entry)?,
-                ["tpm", "measure"] => config.tpm_measure = tpm_measure(doc, &key, entry)?,
-                _ => unknown(doc, key.to_vec(), entry, &mut remarks),
+                ["sysroot", "readonly"] => config.sysroot_readonly = boolean(&item)?,
+                ["image", "check-digest"] => config.check_digest = boolean(&item)?,
+                ["image", "max-size"] => config.max_image_size = size(&item)?,
+                ["tpm", "measure"] => config.tpm_measure = tpm_measure(&item)?,
+                key => unknown(key.map(str::to_string).to_vec(), entry, &mut remarks),
             }
         }
     }
 
     config.etc = match (etc_mount, etc_transient) {
         (Some(mode), None) => mode,
-        (Some(mode), Some(line)) => {
-            remarks.push((line, Remark::ShorthandIgnored("etc")));
+        (Some(mode), Some(offset)) => {
+            remarks.push((
+                offset,
+                "etc.transient = true ignored: etc.mount is set".to_string(),
+            ));
             mode
         }
         (None, Some(_)) => EtcMode::Fixed(MountMode::Transient),
@@ -307,35 +606,36 @@ fn interpret(doc: &Document<'_>) -> Result<(Config, Vec<ConfigWarning>), ConfigE
     };
     config.var = match (var_mount, var_transient) {
         (Some(mode), None) => mode,
-        (Some(mode), Some(line)) => {
-            remarks.push((line, Remark::ShorthandIgnored("var")));
+        (Some(mode), Some(offset)) => {
+            remarks.push((
+                offset,
+                "var.transient = true ignored: var.mount is set".to_string(),
+            ));
             mode
         }
         (None, Some(_)) => MountMode::Transient,
         (None, None) => config.var,
     };
 
-    // The first ones by line, in order (a partial selection sort: only they need ordering).
+    // The first ones in the order of the text (the table keeps keys sorted by name): a partial
+    // selection sort, as only they need ordering (and a full sort costs the binary KBs).
     for k in 0..remarks.len().min(MAX_WARNINGS + 1) {
-        let mut first = k;
-        for (i, (line, _)) in remarks.iter().enumerate().skip(k + 1) {
-            if *line < remarks[first].0 {
-                first = i;
-            }
-        }
+        let first = (k..remarks.len())
+            .min_by_key(|&i| remarks[i].0)
+            .unwrap_or(k);
         remarks.swap(k, first);
     }
     let mut warnings: Vec<ConfigWarning> = remarks
         .iter()
         .take(MAX_WARNINGS)
-        .map(|(line, remark)| ConfigWarning {
-            line: *line,
-            message: word(remark),
+        .map(|(offset, message)| ConfigWarning {
+            line: line_of(text, *offset),
+            message: message.clone(),
         })
         .collect();
-    if let Some((line, _)) = remarks.get(MAX_WARNINGS) {
+    if let Some((offset, _)) = remarks.get(MAX_WARNINGS) {
         warnings.push(ConfigWarning {
-            line: *line,
+            line: line_of(text, *offset),
             message: format!(
                 "and {} more unknown keys, from this line on (not listed)",
                 remarks.len() - MAX_WARNINGS
@@ -345,70 +645,56 @@ fn interpret(doc: &Document<'_>) -> Result<(Config, Vec<ConfigWarning>), ConfigE
     Ok((config, warnings))
 }
 
-fn word(remark: &Remark<'_>) -> String {
-    match remark {
-        Remark::Unknown { path, what } => {
-            let name = display_key(path.iter().copied());
-            match what {
-                Unknown::Key => {
-                    let lower = name.to_ascii_lowercase();
-                    let hint = if KNOWN_KEYS.contains(&lower.as_str()) {
-                        format!(" (keys are case-sensitive: did you mean {lower}?)")
-                    } else {
-                        String::new()
-                    };
-                    format!("unknown key {name} ignored{hint}")
-                }
-                Unknown::Section => format!("unknown section [{name}], its keys are ignored"),
-                Unknown::ArrayOfTables => {
-                    format!("unknown array of tables [[{name}]], its keys are ignored")
-                }
-            }
-        }
-        Remark::ShorthandIgnored(section) => {
-            format!("{section}.transient = true ignored: {section}.mount is set")
-        }
-    }
-}
-
 /// Records what is unknown under `entry`: a value or inline table as one key, a `[section]`
 /// once, tables made by dotted keys (or only named in a header) by what they hold.
-fn unknown<'d>(
-    doc: &'d Document<'_>,
-    path: Vec<&'d str>,
-    entry: &'d Entry,
-    remarks: &mut Vec<(usize, Remark<'d>)>,
-) {
-    let what = match &entry.item {
-        Item::Value(_) => Unknown::Key,
-        Item::Table(id) if doc.is_inline(*id) => Unknown::Key,
-        Item::Table(id) if doc.is_header_table(*id) => Unknown::Section,
-        Item::Table(id) => {
-            for child in doc.entries(*id) {
+fn unknown(path: Vec<String>, entry: Entry<'_, '_>, remarks: &mut Vec<(usize, String)>) {
+    let name = display_key(path.iter().map(String::as_str));
+    let message = match (written(entry.0, entry.1), entry.1.get_ref()) {
+        (Written::Header, _) => format!("unknown section [{name}], its keys are ignored"),
+        (Written::ArrayOfTables, _) => {
+            format!("unknown array of tables [[{name}]], its keys are ignored")
+        }
+        (Written::Implicit, DeValue::Table(table)) => {
+            for child in table.iter() {
                 let mut deeper = path.clone();
-                deeper.push(&child.key);
-                unknown(doc, deeper, child, remarks);
+                deeper.push(child.0.get_ref().to_string());
+                unknown(deeper, child, remarks);
             }
             return;
         }
-        Item::ArrayOfTables(_) => Unknown::ArrayOfTables,
+        _ => {
+            let lower = name.to_ascii_lowercase();
+            let hint = if KNOWN_KEYS.contains(&lower.as_str()) {
+                format!(" (keys are case-sensitive: did you mean {lower}?)")
+            } else {
+                String::new()
+            };
+            format!("unknown key {name} ignored{hint}")
+        }
     };
-    remarks.push((entry.line, Remark::Unknown { path, what }));
+    remarks.push((entry.0.span().start, message));
 }
 
 /// A known section must be a table: a `[section]`, dotted keys, or an inline table.
-fn section_table(doc: &Document<'_>, name: &str, entry: &Entry) -> Result<TableId, ConfigError> {
-    if let Item::Table(id) = entry.item {
-        return Ok(id);
+fn section_table<'e, 't>(
+    text: &str,
+    name: &str,
+    section: Entry<'e, 't>,
+) -> Result<&'e Table<'t>, ConfigError> {
+    if let DeValue::Table(table) = section.1.get_ref() {
+        return Ok(table);
     }
     let example = KNOWN_KEYS
         .iter()
         .find_map(|k| k.strip_prefix(name)?.strip_prefix('.'))
         .unwrap_or("key");
+    let item = Item {
+        text,
+        key: [name, ""],
+        entry: section,
+    };
     Err(value_error(
-        doc,
-        &[name],
-        entry,
+        &item,
         format!(
             "expected a table: a [{name}] section, dotted keys such as {name}.{example} = ..., \
              or an inline table"
@@ -416,58 +702,42 @@ fn section_table(doc: &Document<'_>, name: &str, entry: &Entry) -> Result<TableI
     ))
 }
 
-fn value_error(doc: &Document<'_>, key: &[&str], entry: &Entry, expected: String) -> ConfigError {
-    let value = match (doc.written(entry), &entry.item) {
-        (Some(text), _) => {
-            // The value as written, kept to one readable line.
-            document::shorten(text, 64)
-        }
-        (None, Item::ArrayOfTables(_)) => format!("[[{}]]", display_key(key.iter().copied())),
-        (None, _) => format!("[{}]", display_key(key.iter().copied())),
+fn value_error(item: &Item<'_, '_>, expected: String) -> ConfigError {
+    let parts = item.key.iter().copied().filter(|k| !k.is_empty());
+    let key = display_key(parts);
+    let value = match written(item.entry.0, item.entry.1) {
+        Written::ArrayOfTables => format!("[[{key}]]"),
+        Written::Header | Written::Implicit => format!("[{key}]"),
+        // The value as written, kept to one readable line.
+        Written::Value => shorten(item.text.get(item.entry.1.span()).unwrap_or(""), 64),
     };
     ConfigError::Value {
-        line: entry.line,
-        key: display_key(key.iter().copied()),
+        line: item.line(),
+        key,
         value,
         expected,
     }
 }
 
-/// The entry's scalar, if it is one.
-fn scalar(entry: &Entry) -> Option<&Value> {
-    match &entry.item {
-        Item::Value(v) => Some(v),
-        _ => None,
-    }
-}
-
-fn boolean(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<bool, ConfigError> {
-    let hint = match scalar(entry) {
-        Some(Value::Bool(value)) => return Ok(*value),
-        Some(Value::String(s))
-            if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
-        {
+fn boolean(item: &Item<'_, '_>) -> Result<bool, ConfigError> {
+    let hint = match item.value() {
+        DeValue::Boolean(value) => return Ok(*value),
+        DeValue::String(s) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {
             " (without quotes, in lower case)"
         }
         _ => "",
     };
-    Err(value_error(
-        doc,
-        key,
-        entry,
-        format!("expected true or false{hint}"),
-    ))
+    Err(value_error(item, format!("expected true or false{hint}")))
 }
 
-fn size(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<u64, ConfigError> {
-    match scalar(entry) {
-        Some(Value::Integer(Some(n))) if *n > 0 => return Ok(*n),
-        _ => {}
+fn size(item: &Item<'_, '_>) -> Result<u64, ConfigError> {
+    if let DeValue::Integer(n) = item.value() {
+        if let Ok(n @ 1..) = u64::from_str_radix(n.as_str(), n.radix()) {
+            return Ok(n);
+        }
     }
     Err(value_error(
-        doc,
-        key,
-        entry,
+        item,
         format!(
             "expected a positive integer number of bytes, at most {} (default {DEFAULT_MAX_IMAGE_SIZE}, 1 GiB)",
             u64::MAX
@@ -475,18 +745,16 @@ fn size(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<u64, ConfigEr
     ))
 }
 
-fn tpm_measure(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<TpmMeasure, ConfigError> {
+fn tpm_measure(item: &Item<'_, '_>) -> Result<TpmMeasure, ConfigError> {
     let accept = |word: &str| match word {
         "auto" => Some(TpmMeasure::Auto),
         "required" => Some(TpmMeasure::Required),
         "off" => Some(TpmMeasure::Off),
         _ => None,
     };
-    word_value(entry, accept, |_| None).map_err(|hint| {
+    word_value(item, accept, |_| None).map_err(|hint| {
         value_error(
-            doc,
-            key,
-            entry,
+            item,
             format!(r#"expected one of "auto", "required", "off"{hint}"#),
         )
     })
@@ -513,12 +781,10 @@ fn etc_word(word: &str) -> Option<EtcMode> {
 
 const ALIASES: &str = r#"(aliases: "root" = "none", "volatile" = "transient")"#;
 
-fn etc_mode(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<EtcMode, ConfigError> {
-    word_value(entry, etc_word, |_| None).map_err(|hint| {
+fn etc_mode(item: &Item<'_, '_>) -> Result<EtcMode, ConfigError> {
+    word_value(item, etc_word, |_| None).map_err(|hint| {
         value_error(
-            doc,
-            key,
-            entry,
+            item,
             format!(
                 r#"expected one of "auto", "none", "bind", "overlay", "transient" {ALIASES}{hint}"#
             ),
@@ -526,15 +792,13 @@ fn etc_mode(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<EtcMode, 
     })
 }
 
-fn var_mode(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<MountMode, ConfigError> {
+fn var_mode(item: &Item<'_, '_>) -> Result<MountMode, ConfigError> {
     let auto_hint = |word: &str| {
         (word == "auto").then(|| r#"; "auto" is accepted only for etc.mount"#.to_string())
     };
-    word_value(entry, mount_mode, auto_hint).map_err(|hint| {
+    word_value(item, mount_mode, auto_hint).map_err(|hint| {
         value_error(
-            doc,
-            key,
-            entry,
+            item,
             format!(r#"expected one of "none", "bind", "overlay", "transient" {ALIASES}{hint}"#),
         )
     })
@@ -543,11 +807,11 @@ fn var_mode(doc: &Document<'_>, key: &[&str], entry: &Entry) -> Result<MountMode
 /// Reads a string value with `accept`; on failure returns a hint for the message (possibly
 /// empty).
 fn word_value<T>(
-    entry: &Entry,
+    item: &Item<'_, '_>,
     accept: impl Fn(&str) -> Option<T>,
     special_hint: impl Fn(&str) -> Option<String>,
 ) -> Result<T, String> {
-    let Some(Value::String(word)) = scalar(entry) else {
+    let DeValue::String(word) = item.value() else {
         return Err(String::new());
     };
     if let Some(value) = accept(word) {
@@ -563,6 +827,28 @@ fn word_value<T>(
         ));
     }
     Err(String::new())
+}
+
+/// A dotted key for messages: bare parts as they are, others quoted (control characters as
+/// Rust writes them, `\u{1}`).
+pub fn display_key<'k>(parts: impl IntoIterator<Item = &'k str>) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        let bare = !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if bare {
+            out.push_str(part);
+        } else {
+            // Rust's quoting escapes quotes, backslashes and control characters.
+            out.push_str(&format!("{part:?}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -988,6 +1274,19 @@ measure = "required"
         assert_eq!(syntax("[foo]\nx = 1\nx = 2").0, 3);
         // Booleans set twice, even to the same value.
         assert_eq!(syntax("root.transient = true\nroot.transient = true").0, 2);
+    }
+
+    #[test]
+    fn duplicate_key_message_names_the_full_key_and_its_first_line() {
+        let (line, message) = syntax("[etc] # the etc section\nmount = 'a'\nmount = 'b'\n");
+        assert_eq!(line, 3);
+        assert!(
+            message.contains("duplicate key etc.mount: already defined on line 2 (as a string)"),
+            "{message}"
+        );
+        let (line, message) = syntax("[[x]]\n[x.y]\na = 1\n[x.y]\n");
+        assert_eq!(line, 4);
+        assert!(message.contains("duplicate table [x.y]"), "{message}");
     }
 
     #[test]

@@ -11,7 +11,6 @@
 pub mod cli;
 pub mod cmdline;
 pub mod config;
-mod decimal;
 pub mod digest;
 pub mod execute;
 pub mod features;

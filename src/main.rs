@@ -64,7 +64,7 @@ fn real_main(args: Vec<String>) -> u8 {
         }
         Ok(Parsed::Status { json, path }) => return show_status(&path, json),
         Err(e) => {
-            eprintln!("cfs-setup-root: {e}\n\n{USAGE}");
+            eprint!("{}", cli::usage_error(&e));
             return exit::USAGE;
         }
     };

@@ -73,17 +73,65 @@ pub fn survey(root: BorrowedFd<'_>) -> PhysicalRoot {
 
 /// In a `/proc/self/mountinfo` text, whether the superblock of mount `id` is read-only
 /// (its super options start with `ro`); `None` when no line has that id.
-pub fn superblock_readonly_in(mountinfo: &str, id: u64) -> Option<bool> {
-    mountinfo.lines().find_map(|line| {
-        let mut fields = line.split(' ');
-        if fields.next()?.parse::<u64>().ok()? != id {
-            return None;
-        }
+pub fn superblock_readonly_in(mountinfo_text: &str, id: u64) -> Option<bool> {
+    let mount = mountinfo(mountinfo_text).find(|m| m.id == id)?;
+    Some(mount.super_options.split(',').any(|o| o == "ro"))
+}
+
+/// One line of `/proc/self/mountinfo` (proc_pid_mountinfo(5)): the fields this tool reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// The mount ID (field 1).
+    pub id: u64,
+    /// Where it is mounted (field 5), escapes decoded.
+    pub mount_point: String,
+    /// The mount source (after ` - ` and the type), escapes decoded (`composefs:<hex>`).
+    pub source: String,
+    /// The superblock's options (`ro,...`).
+    pub super_options: String,
+}
+
+/// The mounts of a mountinfo text, in its order (lines that do not parse are skipped): the
+/// one mountinfo parser of this tool.
+pub fn mountinfo(text: &str) -> impl DoubleEndedIterator<Item = MountInfo> + '_ {
+    text.lines().filter_map(|line| {
         // After the optional fields: "-", the type, the source, the super options.
-        let (_, after) = line.split_once(" - ")?;
-        let super_options = after.split(' ').nth(2)?;
-        Some(super_options.split(',').any(|o| o == "ro"))
+        let (mount, after) = line.split_once(" - ")?;
+        let mut fields = mount.split(' ');
+        let id = fields.next()?.parse().ok()?;
+        let mount_point = unescape(fields.nth(3)?);
+        let mut after = after.split(' ').skip(1);
+        Some(MountInfo {
+            id,
+            mount_point,
+            source: unescape(after.next()?),
+            super_options: after.next()?.to_string(),
+        })
     })
+}
+
+/// Decodes mountinfo's octal escapes (`\040` is a space).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
+            .map(|d| d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0')));
+        match octal.and_then(|n| u8::try_from(n).ok()) {
+            Some(b) => {
+                out.push(b);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -105,5 +153,20 @@ mod tests {
         assert_eq!(superblock_readonly_in(MOUNTINFO, 40), Some(false));
         assert_eq!(superblock_readonly_in(MOUNTINFO, 99), None);
         assert_eq!(superblock_readonly_in("garbage\n30", 30), None);
+    }
+
+    #[test]
+    fn mountinfo_fields_and_escapes() {
+        let mounts: Vec<MountInfo> = mountinfo(MOUNTINFO).collect();
+        assert_eq!(mounts.len(), 4);
+        assert_eq!(mounts[1].mount_point, "/sysroot");
+        assert_eq!(mounts[1].source, "/dev/vda1");
+        assert_eq!(mounts[1].super_options, "ro,seclabel");
+        let escaped = "31 22 8:1 / /run/next\\040root rw - overlay composefs:bb ro\n";
+        assert_eq!(
+            mountinfo(escaped).next().unwrap().mount_point,
+            "/run/next root"
+        );
+        assert_eq!(unescape("a\\134b\\0"), "a\\b\\0");
     }
 }

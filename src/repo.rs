@@ -376,12 +376,48 @@ fn read_beneath(dir: BorrowedFd<'_>, name: &str, limit: usize) -> Result<String,
     String::from_utf8(data).map_err(|_| OpenFailure::Errno(Errno::ILSEQ))
 }
 
-/// Reads the algorithm from `meta.json`: `{"version":1,"algorithm":"fsverity-sha256-12",...}`.
+/// The `meta.json` version this tool reads (composefs-rs: a tool must refuse a higher one).
+const META_VERSION: u64 = 1;
+
+/// Reads the algorithm from `meta.json`: `{"version":1,"algorithm":"fsverity-sha256-12",...}`,
+/// and checks its feature flags as composefs-rs defines them: an `incompatible` feature means
+/// "old tools must refuse the repository entirely", and this tool knows none, so any is
+/// refused, by name; `read-only-compatible` ones (`v1_erofs`, cfsctl 0.9.4's default) allow
+/// reading, which is all this tool does; `compatible` ones are ignored.
 pub fn parse_meta(text: &str) -> Result<Algorithm, String> {
-    let value = crate::json::top_level_string(text, "algorithm")
-        .map_err(|e| format!("not valid JSON: {e}"))?
+    let meta = crate::json::parse(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    if meta.object().is_none() {
+        return Err("not a JSON object".to_string());
+    }
+    let version = meta.get("version").and_then(crate::json::Value::u64);
+    if version.is_some_and(|v| v > META_VERSION) {
+        return Err(format!(
+            "repository format version {} is newer than this tool reads ({META_VERSION}): \
+             boot an entry whose initramfs has a newer cfs-setup-root",
+            version.unwrap_or_default()
+        ));
+    }
+    let incompatible: Vec<&str> = meta
+        .get("features")
+        .and_then(|f| f.get("incompatible"))
+        .map(|list| {
+            list.items()
+                .iter()
+                .map(|f| f.str().unwrap_or("?"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !incompatible.is_empty() {
+        return Err(format!(
+            "the repository requires features this tool does not know: {} \
+             (features.incompatible; composefs-rs defines them as \"old tools must refuse the \
+             repository\"): boot an entry whose initramfs has a newer cfs-setup-root",
+            incompatible.join(", ")
+        ));
+    }
+    let value = (meta.get("algorithm").and_then(crate::json::Value::str))
         .ok_or_else(|| "no \"algorithm\" key".to_string())?;
-    Algorithm::from_repository_name(&value).ok_or_else(|| {
+    Algorithm::from_repository_name(value).ok_or_else(|| {
         format!("unknown algorithm {value:?} (expected fsverity-sha256-12 or fsverity-sha512-12)")
     })
 }
@@ -665,5 +701,39 @@ mod tests {
                 .unwrap_err()
                 .contains("not valid JSON")
         );
+    }
+
+    /// composefs-rs's feature flags: an incompatible feature refuses the repository, naming
+    /// it; read-only-compatible ones (cfsctl 0.9.4 writes `v1_erofs`) and compatible ones are
+    /// read past.
+    #[test]
+    fn meta_features() {
+        let meta = |features: &str| {
+            parse_meta(&format!(
+                r#"{{"version":1,"algorithm":"fsverity-sha256-12","features":{features}}}"#
+            ))
+        };
+        // What cfsctl 0.9.4 `init` writes, whole (V1 images by default).
+        let init = "{\n  \"version\": 1,\n  \"algorithm\": \"fsverity-sha512-12\",\n  \"features\": {\n    \
+                    \"compatible\": [],\n    \"read-only-compatible\": [\n      \"v1_erofs\"\n    ],\n    \
+                    \"incompatible\": []\n  },\n  \"erofs_formats\": {\n    \"default\": 1\n  }\n}\n";
+        assert_eq!(parse_meta(init), Ok(Algorithm::Sha512));
+        assert_eq!(
+            meta(r#"{"compatible":[],"read-only-compatible":["v1_erofs"],"incompatible":[]}"#),
+            Ok(Algorithm::Sha256)
+        );
+        assert_eq!(
+            meta(r#"{"compatible":["future_hint"],"read-only-compatible":["v9_thing"]}"#),
+            Ok(Algorithm::Sha256)
+        );
+        assert_eq!(meta("{}"), Ok(Algorithm::Sha256));
+        let error = meta(r#"{"incompatible":["sealed_images","zstd"]}"#).unwrap_err();
+        assert!(error.contains("sealed_images, zstd"), "{error}");
+        assert!(error.contains("newer cfs-setup-root"), "{error}");
+        // Even a feature we might know one day: this version knows none.
+        assert!(meta(r#"{"incompatible":["v1_erofs"]}"#).is_err());
+        // A newer repository format is refused too.
+        let error = parse_meta(r#"{"version":2,"algorithm":"fsverity-sha256-12"}"#).unwrap_err();
+        assert!(error.contains("version 2"), "{error}");
     }
 }

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use crate::execute::Report;
 use crate::json::{self, Value};
 use crate::plan::{Plan, StateMount, state_path};
-use crate::tpm::json_string;
 use crate::verdict::Verified;
 
 /// Where the record is written.
@@ -137,11 +136,12 @@ pub struct Status {
 }
 
 fn opt(s: &Option<String>) -> String {
-    s.as_deref().map_or_else(|| "null".to_string(), json_string)
+    s.as_deref()
+        .map_or_else(|| "null".to_string(), json::string)
 }
 
 fn strings(v: &[String]) -> String {
-    let items: Vec<String> = v.iter().map(|s| json_string(s)).collect();
+    let items: Vec<String> = v.iter().map(|s| json::string(s)).collect();
     format!("[{}]", items.join(","))
 }
 
@@ -149,7 +149,7 @@ impl StateInfo {
     fn json(&self) -> String {
         format!(
             "{{\"mode\":{},\"source\":{},\"work\":{},\"target\":{}}}",
-            json_string(&self.mode),
+            json::string(&self.mode),
             opt(&self.source),
             opt(&self.work),
             opt(&self.target)
@@ -166,15 +166,15 @@ impl Status {
             .map(|(a, r)| {
                 format!(
                     "{{\"argument\":{},\"reason\":{}}}",
-                    json_string(a),
-                    json_string(r)
+                    json::string(a),
+                    json::string(r)
                 )
             })
             .collect();
         let phases: Vec<String> = self
             .phases
             .iter()
-            .map(|p| format!("{{\"name\":{},\"usec\":{}}}", json_string(&p.name), p.usec))
+            .map(|p| format!("{{\"name\":{},\"usec\":{}}}", json::string(&p.name), p.usec))
             .collect();
         let total: u64 = self.phases.iter().map(|p| p.usec).sum();
         let t = &self.tpm;
@@ -184,19 +184,19 @@ impl Status {
             let _ = write!(out, "{sep}  \"{name}\": {value}");
         };
         field("schema", SCHEMA.to_string());
-        field("tool", json_string("cfs-setup-root"));
-        field("version", json_string(&self.version));
-        field("setup", json_string(self.setup.name()));
-        field("root", json_string(&self.root.display().to_string()));
+        field("tool", json::string("cfs-setup-root"));
+        field("version", json::string(&self.version));
+        field("setup", json::string(self.setup.name()));
+        field("root", json::string(&self.root.display().to_string()));
         field(
             "image",
             format!(
                 "{{\"digest\":{},\"algorithm\":{},\"argument\":{},\"insecure\":{},\"path\":{},\"size\":{}}}",
-                json_string(&self.digest),
-                json_string(&self.algorithm),
-                json_string(&self.argument),
+                json::string(&self.digest),
+                json::string(&self.algorithm),
+                json::string(&self.argument),
                 self.insecure,
-                json_string(&self.image_path),
+                json::string(&self.image_path),
                 self.image_size
             ),
         );
@@ -212,9 +212,9 @@ impl Status {
             "mount",
             format!(
                 "{{\"source\":{},\"assembly\":{},\"erofs\":{},\"loop_device\":{},\"transient_root\":{}}}",
-                json_string(&self.source),
-                json_string(&self.assembly),
-                json_string(&self.erofs),
+                json::string(&self.source),
+                json::string(&self.assembly),
+                json::string(&self.erofs),
                 opt(&self.loop_device),
                 self.transient_root
             ),
@@ -225,7 +225,7 @@ impl Status {
             "physical_root",
             format!(
                 "{{\"path\":{},\"readonly\":{}}}",
-                json_string(&self.physical_root),
+                json::string(&self.physical_root),
                 self.physical_root_readonly
             ),
         );
@@ -233,10 +233,10 @@ impl Status {
             "tpm",
             format!(
                 "{{\"policy\":{},\"measured\":{},\"pcr\":{},\"event\":{},\"banks\":{},\"logged\":{},\"reason\":{}}}",
-                json_string(&t.policy),
+                json::string(&t.policy),
                 t.measured,
                 t.pcr,
-                json_string(&t.event),
+                json::string(&t.event),
                 strings(&t.banks),
                 t.logged,
                 opt(&t.reason)
@@ -674,42 +674,11 @@ pub fn running_root_source() -> Option<String> {
 }
 
 /// The source of the topmost mount at `mount_point` in `mountinfo` text (the format of
-/// `/proc/self/mountinfo`: field 5 is the mount point, the source follows " - " and the
-/// filesystem type; octal escapes such as `\040` are decoded).
+/// `/proc/self/mountinfo`).
 pub fn source_at(mountinfo: &str, mount_point: &Path) -> Option<String> {
     let want = mount_point.to_str()?;
-    mountinfo
-        .lines()
-        .filter(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(want))
-        .filter_map(|l| {
-            let (_, after) = l.split_once(" - ")?;
-            after.split(' ').nth(1).map(unescape)
-        })
-        .next_back()
-}
-
-/// Decodes mountinfo's octal escapes (`\040` is a space).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
-            .map(|d| d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0')));
-        match octal.and_then(|n| u8::try_from(n).ok()) {
-            Some(b) => {
-                out.push(b);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let mut mounts = crate::physroot::mountinfo(mountinfo).filter(|m| m.mount_point == want);
+    mounts.next_back().map(|m| m.source)
 }
 
 #[cfg(test)]
@@ -888,7 +857,6 @@ mod tests {
             Some("composefs:bb")
         );
         assert_eq!(source_at(info, Path::new("/run")), None);
-        assert_eq!(unescape("a\\134b\\0"), "a\\b\\0");
     }
 
     #[test]

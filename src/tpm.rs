@@ -4,16 +4,18 @@
 //! PCR 15 is "system identity" in the UAPI TPM PCR registry. The measured string is
 //! `composefs:<hex>` (UTF-8, no NUL); every bank in which the PCR is allocated gets
 //! `new = H(old || H(string))`, exactly what `systemd-pcrextend --pcr=15 composefs:<hex>`
-//! would do. systemd 257 measures nothing from userspace unless systemd-stub measured a UKI,
-//! so on BLS boots its tool cannot do this for us: we talk to `/dev/tpmrm0` ourselves.
+//! would do. systemd 257's tool skips the measurement unless systemd-stub measured a UKI or
+//! `SYSTEMD_FORCE_MEASURE=1` is set in its environment (systemd's own tests run
+//! `SYSTEMD_FORCE_MEASURE=1 systemd-pcrextend`); rather than depend on that tool and its TPM
+//! libraries being in every initramfs, and on that variable on BLS boots, we talk to
+//! `/dev/tpmrm0` ourselves.
 //!
-//! Three commands, marshalled here (TPM 2.0 Library spec, Part 3), no TSS library:
+//! Two commands, marshalled here (TPM 2.0 Library spec, Part 3), no TSS library:
 //! - `TPM2_GetCapability(TPM_CAP_PCRS)`: which banks have the PCR allocated;
 //! - `TPM2_PCR_Event` with a password session (`TPM_RS_PW`, empty auth): the TPM hashes the
 //!   string in every bank and extends each, and returns the digests it extended with. This
 //!   covers a SHA-1 bank (common on firmware that enables both) without a SHA-1 crate in the
 //!   initramfs: the SHA-256/384/512 digests the TPM returns are checked against our own;
-//! - `TPM2_PCR_Read` (not used at boot; for checks and tools).
 //!
 //! The kernel's `/dev/tpmrm0` takes one whole command per `write` and returns one whole
 //! response per `read`, and its resource manager keeps our use apart from everyone else's.
@@ -42,7 +44,6 @@ const ST_NO_SESSIONS: u16 = 0x8001;
 const ST_SESSIONS: u16 = 0x8002;
 const CC_PCR_EVENT: u32 = 0x0000_013C;
 const CC_GET_CAPABILITY: u32 = 0x0000_017A;
-const CC_PCR_READ: u32 = 0x0000_017E;
 const CAP_PCRS: u32 = 0x0000_0005;
 /// The password authorization session handle.
 const RS_PW: u32 = 0x4000_0009;
@@ -194,81 +195,81 @@ impl ResponseCode {
         matches!(self.base(), 0x908 | 0x90A | 0x922)
     }
 
-    /// The spec's name (`TPM_RC_LOCALITY`), when known.
-    pub fn name(self) -> Option<&'static str> {
+    /// The spec's name (`TPM_RC_LOCALITY`) and what an administrator can do about it, for
+    /// the codes one can act on; the others are printed as their number (see [`advice`]).
+    ///
+    /// [`advice`]: ResponseCode::advice
+    fn known(self) -> Option<(&'static str, &'static str)> {
+        const AUTH: &str = "PCR 15 has an authorization value or policy set; cfs-setup-root extends with an empty password";
+        const BUSY: &str = "the TPM stayed busy after retries: try again";
+        const MEMORY: &str = "the TPM is out of memory: too many sessions or objects are loaded";
+        const UPGRADE: &str =
+            "the TPM is in a firmware upgrade: finish it, or power the machine off and on";
         Some(match self.base() {
-            0x100 => "TPM_RC_INITIALIZE",
-            0x101 => "TPM_RC_FAILURE",
-            0x103 => "TPM_RC_SEQUENCE",
-            0x120 => "TPM_RC_DISABLED",
-            0x124 => "TPM_RC_AUTH_TYPE",
-            0x125 => "TPM_RC_AUTH_MISSING",
-            0x126 => "TPM_RC_POLICY",
-            0x127 => "TPM_RC_PCR",
-            0x12D => "TPM_RC_UPGRADE",
-            0x130 => "TPM_RC_REBOOT",
-            0x142 => "TPM_RC_COMMAND_SIZE",
-            0x143 => "TPM_RC_COMMAND_CODE",
-            0x144 => "TPM_RC_AUTHSIZE",
-            0x153 => "TPM_RC_NEEDS_TEST",
-            0x083 => "TPM_RC_HASH",
-            0x084 => "TPM_RC_VALUE",
-            0x08B => "TPM_RC_HANDLE",
-            0x08E => "TPM_RC_AUTH_FAIL",
-            0x095 => "TPM_RC_SIZE",
-            0x097 => "TPM_RC_TAG",
-            0x09A => "TPM_RC_INSUFFICIENT",
-            0x0A2 => "TPM_RC_BAD_AUTH",
-            0x902 => "TPM_RC_OBJECT_MEMORY",
-            0x903 => "TPM_RC_SESSION_MEMORY",
-            0x904 => "TPM_RC_MEMORY",
-            0x907 => "TPM_RC_LOCALITY",
-            0x908 => "TPM_RC_YIELDED",
-            0x909 => "TPM_RC_CANCELED",
-            0x90A => "TPM_RC_TESTING",
-            0x920 => "TPM_RC_NV_RATE",
-            0x921 => "TPM_RC_LOCKOUT",
-            0x922 => "TPM_RC_RETRY",
-            0x923 => "TPM_RC_NV_UNAVAILABLE",
+            0x100 => (
+                "TPM_RC_INITIALIZE",
+                "the TPM was not started (TPM2_Startup): a firmware or kernel problem; check the firmware's TPM settings",
+            ),
+            0x101 => (
+                "TPM_RC_FAILURE",
+                "the TPM is in failure mode: power the machine off and on; if it persists, clear or update the TPM in the firmware setup",
+            ),
+            0x120 => (
+                "TPM_RC_DISABLED",
+                "the TPM is disabled: enable it in the firmware setup",
+            ),
+            0x12D => ("TPM_RC_UPGRADE", UPGRADE),
+            0x130 => ("TPM_RC_REBOOT", UPGRADE),
+            0x143 => (
+                "TPM_RC_COMMAND_CODE",
+                "the TPM does not implement this command: not a TPM 2.0 we can use",
+            ),
+            0x907 => (
+                "TPM_RC_LOCALITY",
+                "the TPM refuses to extend PCR 15 from this locality: the platform restricts the PCR",
+            ),
+            0x0A2 => ("TPM_RC_BAD_AUTH", AUTH),
+            0x08E => ("TPM_RC_AUTH_FAIL", AUTH),
+            0x124 => ("TPM_RC_AUTH_TYPE", AUTH),
+            0x125 => ("TPM_RC_AUTH_MISSING", AUTH),
+            0x08B => ("TPM_RC_HANDLE", "the TPM has no PCR 15 to extend"),
+            0x127 => ("TPM_RC_PCR", "the TPM has no PCR 15 to extend"),
+            0x084 => (
+                "TPM_RC_VALUE",
+                "the TPM refuses a value (in handle 1: it has no such PCR)",
+            ),
+            0x921 => (
+                "TPM_RC_LOCKOUT",
+                "the TPM is in dictionary-attack lockout: wait, or reset the lockout",
+            ),
+            0x908 => ("TPM_RC_YIELDED", BUSY),
+            0x90A => ("TPM_RC_TESTING", BUSY),
+            0x922 => ("TPM_RC_RETRY", BUSY),
+            0x902 => ("TPM_RC_OBJECT_MEMORY", MEMORY),
+            0x903 => ("TPM_RC_SESSION_MEMORY", MEMORY),
+            0x904 => ("TPM_RC_MEMORY", MEMORY),
             _ => return None,
         })
     }
 
-    /// What an administrator can do about it.
+    /// What an administrator can do about it; for other codes, where to look the number up.
     pub fn advice(self) -> &'static str {
-        match self.base() {
-            0x100 => {
-                "the TPM was not started (TPM2_Startup): a firmware or kernel problem; check the firmware's TPM settings"
+        match self.known() {
+            Some((_, advice)) => advice,
+            None if self.0 & 0xFFFF_F000 != 0 => {
+                "an error from a software layer in front of the TPM"
             }
-            0x101 => {
-                "the TPM is in failure mode: power the machine off and on; if it persists, clear or update the TPM in the firmware setup"
+            None => {
+                "look the number up in the TPM 2.0 Library specification, Part 2: Structures, \"Response Codes\" (TPM_RC)"
             }
-            0x120 => "the TPM is disabled: enable it in the firmware setup",
-            0x12D | 0x130 => {
-                "the TPM is in a firmware upgrade: finish it, or power the machine off and on"
-            }
-            0x143 => "the TPM does not implement this command: not a TPM 2.0 we can use",
-            0x907 => {
-                "the TPM refuses to extend PCR 15 from this locality: the platform restricts the PCR"
-            }
-            0x0A2 | 0x08E | 0x125 | 0x124 => {
-                "PCR 15 has an authorization value or policy set; cfs-setup-root extends with an empty password"
-            }
-            0x08B | 0x127 => "the TPM has no PCR 15 to extend",
-            0x084 => "the TPM refuses a value (in handle 1: it has no such PCR)",
-            0x921 => "the TPM is in dictionary-attack lockout: wait, or reset the lockout",
-            0x908 | 0x909 | 0x90A | 0x922 => "the TPM stayed busy after retries: try again",
-            0x902..=0x904 => "the TPM is out of memory: too many sessions or objects are loaded",
-            b if b & 0xFFFF_F000 != 0 => "an error from a software layer in front of the TPM",
-            _ => "see the TPM 2.0 Library specification, Part 2, TPM_RC",
         }
     }
 }
 
 impl fmt::Display for ResponseCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => write!(f, "{name} (0x{:03x})", self.0)?,
+        match self.known() {
+            Some((name, _)) => write!(f, "{name} (0x{:03x})", self.0)?,
             None => write!(f, "TPM response code 0x{:x}", self.0)?,
         }
         // Format-one codes say which handle, parameter or session they concern.
@@ -486,23 +487,6 @@ fn pcr_event_command(pcr: u32, event: &[u8]) -> Vec<u8> {
     c.finish()
 }
 
-/// `TPM2_PCR_Read` of one PCR in the given banks.
-fn pcr_read_command(pcr: u32, algs: &[HashAlg]) -> Vec<u8> {
-    let mut c = Command::new(ST_NO_SESSIONS, CC_PCR_READ);
-    c.u32(u32::try_from(algs.len()).unwrap_or(0));
-    for alg in algs {
-        let mut select = [0u8; 3];
-        if let Some(b) = select.get_mut(usize::try_from(pcr / 8).unwrap_or(usize::MAX)) {
-            *b = 1 << (pcr % 8);
-        }
-        c.u16(alg.0).u8(3);
-        for b in select {
-            c.u8(b);
-        }
-    }
-    c.finish()
-}
-
 /// Reads a response (big-endian).
 struct Reader<'a> {
     buf: &'a [u8],
@@ -704,33 +688,6 @@ fn parse_pcr_event(resp: &[u8]) -> Result<Vec<BankDigest>, TpmError> {
     r.bytes(hmac)?;
     r.end()?;
     Ok(digests)
-}
-
-/// The value of `pcr` in each of `algs`, in the TPM's order.
-pub fn pcr_read(
-    tpm: &mut dyn Transport,
-    pcr: u32,
-    algs: &[HashAlg],
-) -> Result<Vec<BankDigest>, TpmError> {
-    const CMD: &str = "TPM2_PCR_Read";
-    let resp = transact(tpm, CMD, &pcr_read_command(pcr, algs))?;
-    let mut r = response(&resp, CMD, false)?;
-    let _update_counter = r.u32()?;
-    let banks = r.pcr_selections()?;
-    let n = r.count(2)?;
-    if n != banks.len() {
-        return Err(r.malformed(format!("{} banks but {n} values", banks.len())));
-    }
-    let mut values = Vec::with_capacity(n);
-    for bank in banks {
-        let size = usize::from(r.u16()?);
-        values.push(BankDigest {
-            alg: bank.alg,
-            digest: r.bytes(size)?.to_vec(),
-        });
-    }
-    r.end()?;
-    Ok(values)
 }
 
 /// Extends `pcr` with `event` in every bank the PCR is allocated in, and checks the
@@ -953,7 +910,7 @@ pub fn event_record(m: &Measurement, boot_id: &str, timestamp_usec: u64) -> Stri
         .map(|d| {
             format!(
                 "{{\"hashAlg\":{},\"digest\":\"{}\"}}",
-                json_string(&d.alg.to_string()),
+                crate::json::string(&d.alg.to_string()),
                 hex::encode(&d.digest)
             )
         })
@@ -962,31 +919,10 @@ pub fn event_record(m: &Measurement, boot_id: &str, timestamp_usec: u64) -> Stri
         "\x1e{{\"pcr\":{},\"digests\":[{}],\"content_type\":\"systemd\",\"content\":{{\"string\":{},\"bootId\":{},\"timestamp\":{},\"eventType\":\"phase\"}}}}\n",
         m.pcr,
         digests.join(","),
-        json_string(&m.event),
-        json_string(boot_id),
+        crate::json::string(&m.event),
+        crate::json::string(boot_id),
         timestamp_usec
     )
-}
-
-/// A JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", u32::from(c)));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The boot ID as systemd prints an ID128: 32 lowercase hex digits, no dashes.
@@ -1037,18 +973,6 @@ mod tests {
                 0, // sessionAttributes
                 0, 0, // hmac (empty password)
                 0, 2, b'a', b'b', // eventData
-            ]
-        );
-    }
-
-    #[test]
-    fn pcr_read_bytes() {
-        assert_eq!(
-            pcr_read_command(15, &[HashAlg::SHA256]),
-            [
-                0x80, 0x01, 0, 0, 0, 20, 0, 0, 0x01, 0x7E, // header
-                0, 0, 0, 1, // one selection
-                0, 0x0B, 3, 0, 0x80, 0, // sha256, 3 bytes, PCR 15 = byte 1 bit 7
             ]
         );
     }
@@ -1145,6 +1069,13 @@ mod tests {
         // TPM_RC_HANDLE in handle 1.
         assert!(err(0x18B).contains("TPM_RC_HANDLE (0x18b) in handle 1"));
         assert!(err(0x0B_0143).contains("0xb0143"));
+        // A code no administrator can act on: its number and where the spec lists it.
+        let other = err(0x097);
+        assert!(other.contains("TPM response code 0x97: "), "{other}");
+        assert!(
+            other.contains("Part 2: Structures, \"Response Codes\""),
+            "{other}"
+        );
         assert!(ResponseCode(0x922).is_retry() && !ResponseCode(0x101).is_retry());
     }
 
@@ -1330,7 +1261,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&r[1..]).unwrap();
         assert_eq!(v["content"]["string"], format!("composefs:{HEX}"));
         assert_eq!(v["digests"][1]["hashAlg"], "sha256");
-        assert_eq!(json_string("a\"b\\c\n\u{1}"), r#""a\"b\\c\n\u0001""#);
+        assert_eq!(
+            crate::json::string("a\"b\\c\n\u{1}"),
+            r#""a\"b\\c\n\u0001""#
+        );
     }
 
     #[test]

@@ -403,3 +403,73 @@ fn an_unopenable_state_directory_is_a_setup_failure_naming_it() {
     assert!(!run.stderr.contains("refusing"), "{}", run.stderr);
     assert_eq!(fs::read(&state).unwrap(), b"not a directory");
 }
+
+/// A usage error prints the error and one line pointing at `--help`: on a 25-line emergency
+/// console the whole usage (36 lines) would scroll the error off the screen. Needs no root.
+#[test]
+fn usage_error_fits_an_emergency_console() {
+    for args in [&["--frobnicate"][..], &["--sysroot"], &["--json"]] {
+        let out = std::process::Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {stderr}");
+        assert!(lines[0].starts_with("cfs-setup-root: "), "{stderr}");
+        assert!(lines[1].contains("--help"), "{stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// composefs-rs's `meta.json` feature flags: an `incompatible` feature we do not know refuses
+/// the repository (exit 3, as every other unreadable `meta.json`), naming the feature, with
+/// nothing mounted. The repository's own flags (cfsctl writes `v1_erofs` as
+/// read-only-compatible for V1 images) boot, as every other test shows.
+#[test]
+fn incompatible_repository_feature_is_refused() {
+    if !root_or_skip("incompatible_repository_feature_is_refused") {
+        return;
+    }
+    let repo = repo256();
+    let sysroot = Sysroot::new(repo);
+    let meta_path = sysroot.path.join("composefs/meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["features"]["incompatible"] = serde_json::json!(["sealed_images"]);
+    // A hard link to the shared repository's file: replace it, never write through it.
+    fs::remove_file(&meta_path).unwrap();
+    fs::write(&meta_path, meta.to_string()).unwrap();
+    refused(
+        &sysroot,
+        &format!("composefs=?{}", repo.hex),
+        &[],
+        3,
+        &[
+            "meta.json",
+            "sealed_images",
+            "features this tool does not know",
+        ],
+    );
+}
+
+/// A test that cannot run says so: a `SKIPPED` line in the skip file the test command reads,
+/// and, in a run that must run everything (root and every tool: the test command's), a
+/// failure instead of a silent pass. Needs no root.
+#[test]
+fn a_skipped_test_is_reported_not_passed() {
+    let dir = scratch("skips");
+    let file = dir.join("skipped");
+    skip_with("some_test", "needs root", Some(&file), false);
+    skip_with("other_test", "swtpm is not installed", Some(&file), false);
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        "SKIPPED some_test: needs root\nSKIPPED other_test: swtpm is not installed\n"
+    );
+    let required = std::panic::catch_unwind(|| skip_with("third", "needs root", None, true));
+    let message = required.expect_err("a skip under CFS_TESTS_REQUIRE_ALL=1 must fail");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("SKIPPED third: needs root"), "{message}");
+    fs::remove_dir_all(&dir).unwrap();
+}

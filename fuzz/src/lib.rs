@@ -108,7 +108,8 @@ pub fn config(data: &[u8]) {
     );
 }
 
-/// `meta.json`: what we read is what a full JSON parser (serde_json) reads.
+/// `meta.json`: what we read is what a full JSON parser (serde_json) reads, and we refuse
+/// only what composefs-rs refuses.
 pub fn meta_json(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -127,6 +128,26 @@ pub fn meta_json(data: &[u8]) {
         // Deeper than we accept (32 levels), or the key twice (serde_json keeps the last; the
         // peer refuses), is our refusal alone.
         (Err(e), _) if e.contains("deep") || e.contains("duplicate") => {}
+        // The refusals composefs-rs defines: an incompatible feature, a newer format version
+        // (by the start of the message: an unknown algorithm's is quoted in its own).
+        (Err(e), _)
+            if e.starts_with("the repository requires features this tool does not know") =>
+        {
+            let listed = theirs.as_ref().ok().and_then(|v| {
+                v.get("features")?
+                    .get("incompatible")?
+                    .as_array()
+                    .map(Vec::len)
+            });
+            assert!(listed.is_some_and(|n| n > 0), "{e}: serde_json {theirs:?}");
+        }
+        (Err(e), _) if e.starts_with("repository format version") => {
+            let version = theirs
+                .as_ref()
+                .ok()
+                .and_then(|v| v.get("version")?.as_u64());
+            assert!(version.is_some_and(|n| n > 1), "{e}: serde_json {theirs:?}");
+        }
         (Err(e), Some(b)) => panic!("we refuse ({e}), serde_json reads {b:?}"),
         (Err(_), None) => {}
     }

@@ -19,13 +19,45 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cfs-setup-root");
 
-/// True when the tests can mount; otherwise prints why they skip.
+/// True when the tests can mount; otherwise reports the test as skipped ([`skip`]).
 pub fn root_or_skip(test: &str) -> bool {
     if rustix::process::geteuid().is_root() {
         true
     } else {
-        eprintln!("SKIP {test}: needs root (mounts in a private mount namespace)");
+        skip(test, "needs root (mounts in a private mount namespace)");
         false
+    }
+}
+
+/// Reports a test that returns without running: libtest has no skip at run time and would
+/// count it as passed, so the test says so itself. It prints `SKIPPED <test>: <reason>` to
+/// stderr (shown with `--nocapture`), appends the line to the file `$CFS_TESTS_SKIP_FILE` when
+/// that is set (the test command lists and counts them), and, when `CFS_TESTS_REQUIRE_ALL=1`
+/// (a run that has root and every tool, as the test command's is), fails the test instead: a
+/// skip there is a broken set-up, not a pass.
+pub fn skip(test: &str, reason: &str) {
+    let file = std::env::var_os("CFS_TESTS_SKIP_FILE").map(PathBuf::from);
+    let require_all = std::env::var_os("CFS_TESTS_REQUIRE_ALL").is_some_and(|v| v == "1");
+    skip_with(test, reason, file.as_deref(), require_all);
+}
+
+/// [`skip`] with its environment given: the skip file, and whether every test must run.
+pub fn skip_with(test: &str, reason: &str, file: Option<&Path>, require_all: bool) {
+    let line = format!("SKIPPED {test}: {reason}");
+    eprintln!("{line}");
+    if let Some(path) = file {
+        use std::io::Write as _;
+        let appended = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| writeln!(file, "{line}"));
+        if let Err(e) = appended {
+            panic!("{line}; and cannot record it in {}: {e}", path.display());
+        }
+    }
+    if require_all {
+        panic!("{line} (CFS_TESTS_REQUIRE_ALL=1: every test must run in this run)");
     }
 }
 
