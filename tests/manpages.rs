@@ -81,7 +81,10 @@ fn pages_render_without_warnings() {
         assert!(ok && err.is_empty(), "groff -man -ww -z {name}: {err}");
         let (ok, out, err) = run("man", &["-l", path.to_str().unwrap()], b"");
         assert!(ok && err.is_empty(), "man -l {name}: {err}");
-        assert!(out.contains("NAME") && out.contains("SEE ALSO"), "man -l {name}: {out}");
+        assert!(
+            out.contains("NAME") && out.contains("SEE ALSO"),
+            "man -l {name}: {out}"
+        );
     }
 }
 
@@ -148,7 +151,11 @@ fn example_config_sets_every_key_without_warnings() {
     let text = std::fs::read_to_string(&path).unwrap();
     let (parsed, warnings) = config::parse(&text).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(parsed, config::Config::default(), "the example spells out the defaults");
+    assert_eq!(
+        parsed,
+        config::Config::default(),
+        "the example spells out the defaults"
+    );
     for key in config::KNOWN_KEYS {
         let (sec, name) = key.split_once('.').unwrap();
         let table = text.split(&format!("[{sec}]\n")).nth(1).unwrap_or("");
