@@ -76,6 +76,23 @@ else
 		ok make-uninstall || fail make-uninstall "left: $(echo $left)"
 fi
 
+# --- the RPM spec's %files: what make install puts under PREFIX=/usr, less the
+# initramfs-tools and mkinitcpio files and the licences (%license) -------------
+spec=packaging/rpm/cfs-setup-root.spec
+want=$(printf '%s\n' "${FILES[@]%% *}" "$LINK" | grep -v -e initramfs-tools -e initcpio -e LICENSE- |
+	sed 's|^|/|; s|^/usr/share/man/\(.*\)|/usr/share/man/\1*|' | sort)
+got=$(sed -n '/^%files/,/^%changelog/p' "$spec" | grep '^%{' |
+	sed -e 's|%{_bindir}|/usr/bin|; s|%{_prefix}|/usr|; s|%{_mandir}|/usr/share/man|' \
+		-e 's|%{_docdir}/%{name}|/usr/share/doc/cfs-setup-root|' | sort)
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml)
+if [ "$want" != "$got" ]; then
+	fail rpm-spec-files "$(diff <(echo "$want") <(echo "$got") | grep '^[<>]' | tr '\n' ' ')"
+elif ! grep -q "^Version: *$version\$" "$spec"; then
+	fail rpm-spec-files "Version is not $version"
+else
+	ok rpm-spec-files
+fi
+
 # --- PREFIX=/usr/local: the binary moves, the generator files do not ----------
 D=$T/local
 if make -s install DESTDIR="$D" BIN="$BIN" >"$T/log" 2>&1; then
