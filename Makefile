@@ -22,7 +22,8 @@
 # every initramfs). A packager who wants a -dbgsym package sets
 #   CARGO_PROFILE_RELEASE_STRIP=false
 # in the environment of make (cargo reads it; make passes it on and strips
-# nothing itself), then lets dh_strip split the symbols off.
+# nothing itself), then lets dh_strip split the symbols off. (Add
+# CARGO_PROFILE_RELEASE_DEBUG=line-tables-only for source lines as well.)
 
 PACKAGE := cfs-setup-root
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
@@ -48,7 +49,7 @@ $(error ARCH=$(ARCH) is not supported: use amd64 or arm64 (Debian architecture n
 endif
 
 ifeq ($(origin BIN),undefined)
-BIN := target/$(TRIPLE)/release/$(PACKAGE)
+BIN := $(or $(CARGO_TARGET_DIR),target)/$(TRIPLE)/release/$(PACKAGE)
 BUILD := build
 else
 BUILD :=
