@@ -113,6 +113,14 @@ if make -s build ARCH=sparc64 >"$T/log" 2>&1; then
 	fail make-arch-unknown "ARCH=sparc64 accepted"
 elif grep -q 'not supported' "$T/log"; then ok make-arch-unknown
 else fail make-arch-unknown "$(tail -n 2 "$T/log")"; fi
+other=arm64
+[ "$(dpkg --print-architecture)" = arm64 ] && other=amd64
+if [ -e build-aux/cross-build ]; then
+	echo "SKIP  make-arch-cross: build-aux/cross-build exists; a cross build is not run here (its own tests build it)"
+elif make -s build ARCH=$other >"$T/log" 2>&1; then
+	fail make-arch-cross "ARCH=$other built without build-aux/cross-build"
+elif grep -q 'build-aux/cross-build is missing' "$T/log"; then ok make-arch-cross
+else fail make-arch-cross "$(tail -n 2 "$T/log")"; fi
 
 # --- make deb --------------------------------------------------------------------
 DEBDIR=${2:-$T/deb}
