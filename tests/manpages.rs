@@ -1,7 +1,8 @@
 //! The man pages (man/*.scd, turned into roff by scdoc at build time) render cleanly and
 //! document what the code knows: every config section and key (`config::KNOWN_SECTIONS`,
-//! `config::KNOWN_KEYS`), every kernel argument form (`cmdline::FORMS`) and exactly the exit
-//! codes of `exit::ALL`. The example config file sets every known key, without a warning.
+//! `config::KNOWN_KEYS`), every kernel argument form (`cmdline::FORMS`), every flag of
+//! `--help` (`cli::USAGE`, which ends by pointing at the pages) and exactly the exit codes of
+//! `exit::ALL`. The example config file sets every known key, without a warning.
 //!
 //! Needs scdoc, groff and man (tests/deps.txt, group test): a missing one fails the test,
 //! naming it.
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cfs_setup_root::{cmdline, config, exit};
+use cfs_setup_root::{cli, cmdline, config, exit};
 
 fn source(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("man").join(name)
@@ -165,4 +166,27 @@ fn example_config_sets_every_key_without_warnings() {
             "examples/setup-root-conf.toml does not set {key}"
         );
     }
+}
+
+#[test]
+fn main_page_documents_every_flag_and_help_points_at_it() {
+    let text = text("cfs-setup-root.8");
+    let options = section(&text, "OPTIONS").join("\n");
+    // Every --flag of the usage text (test-only ones included).
+    let flags: BTreeSet<&str> = cli::USAGE
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .collect();
+    assert!(flags.len() >= 10, "{flags:?}");
+    for flag in flags {
+        assert!(
+            options.contains(flag),
+            "cfs-setup-root(8) OPTIONS lacks {flag}"
+        );
+    }
+    let last = cli::USAGE.trim_end().lines().last().unwrap();
+    assert!(
+        last.contains("man 8 cfs-setup-root") && last.contains("man 5 cfs-setup-root.conf"),
+        "--help does not end by pointing at the man pages: {last}"
+    );
 }
