@@ -79,6 +79,8 @@ Exit codes:
   5  mount failure or missing kernel feature (everything undone)
   6  [tpm] measure = \"required\" and the image could not be measured (everything undone)
   1  --status: no status record (this system was not set up by cfs-setup-root)
+
+Kernel arguments, config keys, files, examples: man 8 cfs-setup-root, man 5 cfs-setup-root.conf
 ";
 
 /// What a usage error prints: the error and one line pointing at `--help`, so the error stays

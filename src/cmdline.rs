@@ -73,6 +73,21 @@ pub enum KargError {
     Form(String),
 }
 
+/// Every form of kernel argument this module reads, as cfs-setup-root(8) spells it under
+/// KERNEL ARGUMENTS (`<hex>`: the digest's hex digits, 64 for sha256, 128 for sha512).
+/// `tests/manpages.rs` checks that the man page lists each; a unit test checks that each
+/// parses.
+pub const FORMS: &[&str] = &[
+    "composefs=<hex>",
+    "composefs=sha256:<hex>",
+    "composefs=sha512:<hex>",
+    "composefs.digest=v1-sha256-12:<hex>",
+    "composefs.digest=v2-sha512-12:<hex>",
+    "composefs=?<hex>",
+    "composefs.digest=?v1-sha256-12:<hex>",
+    "systemd.volatile=state",
+];
+
 /// What the command line says that concerns us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Kargs {
@@ -322,6 +337,28 @@ mod tests {
 
     fn d(hex: &str) -> Digest {
         Digest::from_hex(hex).unwrap()
+    }
+
+    /// Each documented form is one the parser reads: a selector (secure or not, as the `?`
+    /// says), or the volatile state.
+    #[test]
+    fn documented_forms_parse() {
+        for form in FORMS {
+            let hex = if form.contains("sha512") {
+                h128()
+            } else {
+                H64.to_owned()
+            };
+            let k = parse(&form.replace("<hex>", &hex));
+            if form.starts_with("systemd.volatile=") {
+                assert!(k.volatile_state, "{form}");
+                continue;
+            }
+            assert!(k.rejected.is_empty(), "{form}: {:?}", k.rejected);
+            assert_eq!(k.selectors.len(), 1, "{form}");
+            assert_eq!(k.selectors[0].digest, d(&hex), "{form}");
+            assert_eq!(k.selectors[0].insecure, form.contains('?'), "{form}");
+        }
     }
 
     fn sel(hex: &str, insecure: bool, arg: &str) -> ImageSelector {

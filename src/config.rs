@@ -188,10 +188,12 @@ pub enum ConfigError {
 /// The most warnings listed; the rest are counted in one more.
 pub const MAX_WARNINGS: usize = 10;
 
-/// The sections this version knows.
+/// The sections this version knows (`[root]`, `[etc]`...). The man page
+/// cfs-setup-root.conf(5) documents each one (`tests/manpages.rs` checks it).
 pub const KNOWN_SECTIONS: &[&str] = &["root", "etc", "var", "sysroot", "image", "tpm"];
 
-/// The full dotted names of the keys this version knows (the documentation lists each).
+/// The full dotted names (`section.key`) of the keys this version knows. The man page
+/// cfs-setup-root.conf(5) documents each one (`tests/manpages.rs` checks it).
 pub const KNOWN_KEYS: &[&str] = &[
     "root.transient",
     "etc.mount",

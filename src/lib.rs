@@ -53,6 +53,18 @@ pub mod exit {
     pub const TPM: u8 = 6;
     /// `--status`: there is no status record (this system was not set up by us).
     pub const NO_STATUS: u8 = 1;
+
+    /// Every exit code with its constant's name, in the order of the man page's EXIT STATUS
+    /// section (cfs-setup-root(8); `tests/manpages.rs` checks that it lists exactly these).
+    pub const ALL: &[(u8, &str)] = &[
+        (OK, "OK"),
+        (NO_STATUS, "NO_STATUS"),
+        (USAGE, "USAGE"),
+        (NO_IMAGE, "NO_IMAGE"),
+        (REFUSED, "REFUSED"),
+        (MOUNT, "MOUNT"),
+        (TPM, "TPM"),
+    ];
 }
 
 /// What the command line of the binary asks for.

@@ -45,9 +45,9 @@ for lib in $(ldd "$(command -v bash)" | awk '/=> \// { print $3 } /^\t\/lib/ { p
 done
 cp -L /lib64/ld-linux-x86-64.so.2 "$R/lib64/"
 
-# The hooks, where the generators look for them.
-DESTDIR=$R "$HERE/initramfs-tools/install" /bin/true >/dev/null
-DESTDIR=$R "$HERE/mkinitcpio/install.sh" /bin/true >/dev/null
+# The hooks, where the generators look for them (make install, as a package
+# would; /bin/true stands for the binary, which the cases replace by a stub).
+make -s -C "$HERE" install DESTDIR="$R" PREFIX=/usr BIN=/bin/true >/dev/null
 cp "$R/usr/share/initramfs-tools/scripts/local-bottom/cfs-setup-root" "$R/scripts/local-bottom/"
 cp "$R/usr/lib/initcpio/hooks/cfs-setup-root" "$R/hooks/"
 rm -f "$R/usr/bin/cfs-setup-root"
@@ -239,7 +239,7 @@ has_line "$CALLS" "add_symlink /usr/lib/systemd/system/initrd-root-fs.target.wan
 has_line "$CALLS" "add_binary /usr/bin/cfs-setup-root" || bad "binary not added"
 grep -q '^add_runscript' <<<"$CALLS" && bad "runtime hook added to a systemd initramfs"
 has_line "$OUT" "build returned 0" || bad "build failed"
-# The installed link resolves to the unit install.sh put next to it.
+# The installed link resolves to the unit make install put next to it.
 [ -f "$R/usr/lib/systemd/system/initrd-root-fs.target.wants/cfs-setup-root.service" ] ||
 	bad "installed wants link does not resolve"
 verdict mkinitcpio-build-systemd

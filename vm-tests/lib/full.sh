@@ -1,15 +1,15 @@
 # shellcheck shell=bash
 # The full tier: a Debian trixie root (mmdebstrap, systemd) with
-# cfs-setup-root installed by dracut/install exactly as a package would,
+# cfs-setup-root installed from its .deb (make deb) with dpkg -i,
 # a dracut initramfs built inside that root, the root turned into a
 # composefs image by cfsctl in a guest (fs-verity on every object), booted
 # to multi-user by systemd.
 #
 # Cache layers, each keyed by its inputs:
 #   full-rootfs   mmdebstrap output (packages, kernel .deb, mirror)
-#   full-disk     the root + our packaging and test unit, its dracut
+#   full-disk     the root + our package and test unit, its dracut
 #                 initramfs, and the ext4 disk whose repository a builder
-#                 guest wrote (binary, dracut/, guest/full, builder)
+#                 guest wrote (the package, guest/full, builder)
 
 FULL_BOOTS=(full-boot full-persist full-tpm-reboot full-tpm-b full-emergency full-tpm-missing)
 # What the booted root's report checks (the UKI boot checks the same).
@@ -45,6 +45,28 @@ full_rootfs_build() {
 		"$GUEST_SUITE" "$dir/rootfs" "$DEBIAN_MIRROR" || return 1
 }
 
+# install_deb ROOT LOG: dpkg -i the package (DEB) in ROOT, as a user would
+# install it; the log keeps what dpkg and the maintainer scripts said. Its
+# update-initramfs trigger makes the generator (initramfs-tools, or Debian's
+# dracut, which takes the same trigger) rebuild the images in ROOT's /boot.
+# The verdict is the package's state: a generator failing in its trigger
+# (another package) is reported, and the tier builds and checks its own
+# initramfs next anyway.
+install_deb() {
+	local root=$1 log=$2 rc=0
+	cp "$DEB" "$root/var/tmp/cfs-setup-root.deb"
+	in_root "$root" dpkg -i /var/tmp/cfs-setup-root.deb >"$log" 2>&1 || rc=$?
+	rm -f "$root/var/tmp/cfs-setup-root.deb"
+	in_root "$root" dpkg-query -W -f='${Status} ${Version}\n' cfs-setup-root >>"$log" 2>&1 || true
+	if ! grep -q '^install ok installed ' "$log"; then
+		echo "dpkg -i did not install cfs-setup-root (exit $rc):"
+		tail -n 30 "$log"
+		return 1
+	fi
+	[ "$rc" = 0 ] || say "dpkg -i exit $rc: cfs-setup-root is installed, another package failed (see $log)"
+	return 0
+}
+
 # in_root ROOT CMD...: run CMD chrooted in ROOT with /proc, /sys and /dev,
 # in a private mount namespace so nothing outlives the command.
 in_root() {
@@ -64,8 +86,8 @@ full_disk_build() {
 	local root=$s/import/root
 	mkdir -p "$s/import"
 	cp -a "$FULL_ROOTFS/rootfs" "$root"
-	# Installed the way a package or an image recipe would.
-	DESTDIR=$root "$REPO/dracut/install" "$BIN"
+	# Installed as a user would: the package, with its maintainer scripts.
+	install_deb "$root" "$dir/dpkg.log" || return 1
 	install -D -m 0755 "$VM_TESTS/guest/full/report" "$root/usr/lib/cfstest/report"
 	install -D -m 0644 "$VM_TESTS/guest/full/tpm-cases" "$root/usr/lib/cfstest/tpm-cases"
 	# The builder imports this root as image A, then as B with "B" here.
@@ -117,9 +139,9 @@ full_rootfs_prepare() {
 full_prepare() {
 	[ -n "${FAST_BASE:-}" ] || fast_pieces
 	full_rootfs_prepare
-	cached full-disk "$(key_of "$(basename "$FULL_ROOTFS")" "$BIN" "$REPO/dracut" \
+	cached full-disk "$(key_of "$(basename "$FULL_ROOTFS")" "deb $DEB_KEY" \
 		"$VM_TESTS/guest/full" "$VM_TESTS/guest/build.sh" "$VM_TESTS/guest/init" \
-		"$(basename "$FAST_CFSCTL")" "$(declare -f full_disk_build)")" full_disk_build
+		"$(basename "$FAST_CFSCTL")" "$(declare -f full_disk_build install_deb)")" full_disk_build
 	FULL_DISK=$CACHED
 	# shellcheck disable=SC1091
 	. "$FULL_DISK/digests.env"

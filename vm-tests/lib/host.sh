@@ -47,3 +47,30 @@ host_binary() {
 		die "$BIN is dynamically linked; the initramfs needs a static binary"
 	fi
 }
+
+# host_package: the Debian package the full, initramfs-tools and mkosi tiers
+# install into their guests (so every boot of theirs proves the package).
+# CFS_SETUP_ROOT_DEB names a prebuilt one (tests/run builds it once per run);
+# otherwise `make deb` with BIN. Sets DEB and DEB_KEY, the hash of what in
+# the package can change a boot (the files but the documentation, the
+# maintainer scripts and triggers): a change to the README or a man page does
+# not rebuild the disks.
+host_package() {
+	if [ -n "${CFS_SETUP_ROOT_DEB:-}" ]; then
+		DEB=$CFS_SETUP_ROOT_DEB
+	else
+		say "make deb"
+		(cd "$REPO" && make -s deb BIN="$BIN" >&2) || die "make deb failed"
+		DEB=$REPO/$(cd "$REPO" && make -s print-deb)
+	fi
+	[ -f "$DEB" ] || die "no package at $DEB"
+	local t
+	t=$(mktemp -d)
+	dpkg-deb -x "$DEB" "$t/root" && dpkg-deb -e "$DEB" "$t/root/DEBIAN" || {
+		rm -rf "$t"
+		die "$DEB cannot be unpacked"
+	}
+	rm -rf "$t/root/usr/share/doc" "$t/root/usr/share/man" "$t/root/DEBIAN/md5sums" "$t/root/DEBIAN/control"
+	DEB_KEY=$(key_of "$t/root")
+	rm -rf "$t"
+}

@@ -2,8 +2,8 @@
 # The initramfs-tools tier: Debian's default initramfs generator instead of
 # dracut. The full tier's trixie root has dracut swapped for initramfs-tools
 # offline (dpkg in a chroot, with .debs from the private trixie lists: a few
-# seconds instead of a second mmdebstrap), cfs-setup-root installed through
-# initramfs-tools/install exactly as a package would, `update-initramfs -c`
+# seconds instead of a second mmdebstrap), cfs-setup-root's .deb installed
+# with dpkg -i (its trigger runs update-initramfs), `update-initramfs -c`
 # run inside the root, and the root turned into a composefs image by cfsctl
 # in the builder guest. Booted with fs-verity on; the report unit of the full
 # tier (guest/full) checks the booted system.
@@ -55,8 +55,8 @@ itools_disk_build() {
 	fi
 	rm -rf "$root/var/tmp/itools-debs"
 	say "initramfs-tools swapped in for dracut in $(elapsed "$t0") s"
-	# Installed the way a package or an image recipe would.
-	DESTDIR=$root "$REPO/initramfs-tools/install" "$BIN"
+	# Installed as a user would: the package, with its maintainer scripts.
+	install_deb "$root" "$dir/dpkg.log" || return 1
 	install -D -m 0755 "$VM_TESTS/guest/full/report" "$root/usr/lib/cfstest/report"
 	install -D -m 0644 "$VM_TESTS/guest/full/tpm-cases" "$root/usr/lib/cfstest/tpm-cases"
 	install -D -m 0644 "$VM_TESTS/guest/full/cfstest-report.service" \
@@ -100,10 +100,10 @@ itools_prepare() {
 	full_rootfs_prepare
 	local versions="" p
 	for p in "${ITOOLS_PACKAGES[@]}"; do versions+="$p=$(debian_version "$p") "; done
-	cached itools-disk "$(key_of "$(basename "$FULL_ROOTFS")" "$versions" "$BIN" \
-		"$REPO/initramfs-tools" "$VM_TESTS/guest/full" "$VM_TESTS/guest/build.sh" \
+	cached itools-disk "$(key_of "$(basename "$FULL_ROOTFS")" "$versions" "deb $DEB_KEY" \
+		"$VM_TESTS/guest/full" "$VM_TESTS/guest/build.sh" \
 		"$VM_TESTS/guest/init" "$(basename "$FAST_CFSCTL")" \
-		"$(declare -f itools_disk_build itools_swap_debs)")" itools_disk_build
+		"$(declare -f itools_disk_build itools_swap_debs install_deb)")" itools_disk_build
 	ITOOLS_DISK=$CACHED
 	# shellcheck disable=SC1091
 	. "$ITOOLS_DISK/digests.env"

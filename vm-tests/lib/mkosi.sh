@@ -61,7 +61,7 @@ mkosi_extra_tree() {
 mkosi_disk_build() {
 	local dir=$1 extra=$1/extra
 	mkosi_extra_tree "$extra"
-	CFS_VM_LOCKED=1 CFS_MKOSI_CACHE=$VM_CACHE/mkosi-work CFS_SETUP_ROOT_BIN=$BIN \
+	CFS_VM_LOCKED=1 CFS_MKOSI_CACHE=$VM_CACHE/mkosi-work CFS_SETUP_ROOT_BIN=$BIN CFS_SETUP_ROOT_DEB=$DEB \
 		"$REPO/mkosi/build" --output "$dir" -- \
 		--extra-tree="$extra" --kernel-command-line="$MKOSI_TEST_CMDLINE" || return 1
 	# The object the tamper boot corrupts: named by the file's digest.
@@ -101,7 +101,7 @@ mkosi_vars_build() {
 # the firmware finds it on the ESP and its digest, the run's disk layer with
 # one object corrupted, and the unsigned ESP.
 mkosi_prepare() {
-	cached mkosi-disk "$(key_of "$REPO/mkosi" "$REPO/dracut/cfs-setup-root.service" "$BIN" \
+	cached mkosi-disk "$(key_of "$REPO/mkosi" "deb $DEB_KEY" \
 		"$CFSCTL" "$(basename "$FAST_BASE")" "$(basename "$FAST_CFSCTL")" "$DEBIAN_MIRROR" \
 		"$(debian_version mkosi)" "$VM_TESTS/guest/mkosi" "$VM_TESTS/guest/mkosi.sh" \
 		"$VM_TESTS/guest/full/cfstest-report.service" "$MKOSI_TEST_CMDLINE" \
