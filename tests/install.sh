@@ -115,12 +115,30 @@ elif grep -q 'not supported' "$T/log"; then ok make-arch-unknown
 else fail make-arch-unknown "$(tail -n 2 "$T/log")"; fi
 other=arm64
 [ "$(dpkg --print-architecture)" = arm64 ] && other=amd64
-if [ -e build-aux/cross-build ]; then
-	echo "SKIP  make-arch-cross: build-aux/cross-build exists; a cross build is not run here (its own tests build it)"
-elif make -s build ARCH=$other >"$T/log" 2>&1; then
-	fail make-arch-cross "ARCH=$other built without build-aux/cross-build"
-elif grep -q 'build-aux/cross-build is missing' "$T/log"; then ok make-arch-cross
-else fail make-arch-cross "$(tail -n 2 "$T/log")"; fi
+# make deb ARCH=<the other one>: the cross-built static binary (build-aux/cross-build)
+# in a package of that architecture. CFS_INSTALL_CROSS=0 (tests/run --no-vm) skips it:
+# the cross toolchain root is made by the VM tier's run.
+machine=AArch64
+[ $other = amd64 ] && machine=X86-64
+if [ "${CFS_INSTALL_CROSS:-1}" = 0 ]; then
+	echo "SKIP  make-deb-$other: CFS_INSTALL_CROSS=0 (the cross toolchain root is not made without the VM tier)"
+elif ! make -s deb ARCH=$other DEBDIR="$T/deb-$other" >"$T/log" 2>&1; then
+	fail make-deb-$other "$(tail -n 5 "$T/log")"
+else
+	bad=
+	deb=$(ls "$T/deb-$other"/cfs-setup-root_*_$other.deb 2>/dev/null | head -n 1)
+	if [ -z "$deb" ]; then
+		bad+=" no cfs-setup-root_*_$other.deb"
+	else
+		[ "$(dpkg-deb -f "$deb" Architecture)" = $other ] || bad+=" Architecture is not $other"
+		dpkg-deb -x "$deb" "$T/x-$other"
+		b=$T/x-$other/usr/bin/cfs-setup-root
+		readelf -h "$b" 2>/dev/null | grep -q "Machine: *.*$machine" || bad+=" the binary is not $machine"
+		readelf -d "$b" 2>/dev/null | grep -q NEEDED && bad+=" the binary is not static"
+		echo "      $(basename "$deb"): $(stat -c %s "$deb") bytes, binary $(stat -c %s "$b") bytes"
+	fi
+	[ -z "$bad" ] && ok make-deb-$other || fail make-deb-$other "$bad"
+fi
 
 # --- make deb --------------------------------------------------------------------
 DEBDIR=${2:-$T/deb}

@@ -230,6 +230,12 @@ secure)
 	kmsg_complete
 	verdict kmsg-complete
 	# Hand over to the image: its own init checks the root from inside.
+	# cfstest.lend-busybox=1 (the arm64 tier): the image's busybox is the
+	# disk builder's (x86_64), so this guest's own is bound over it first.
+	if [ "$(karg cfstest.lend-busybox)" = 1 ]; then
+		mount --bind /bin/busybox /sysroot/usr/bin/busybox ||
+			echo "CFSTEST: cannot lend busybox to the image"
+	fi
 	exec switch_root /sysroot /usr/lib/cfstest/init
 	;;
 tamper)

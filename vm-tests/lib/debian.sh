@@ -52,13 +52,15 @@ debian_apt_setup() {
 	APT_CONFIG_FILE=$APT_CONFIG_OUT
 }
 
-# debian_apt_make SUITE: create the private apt tree for SUITE and refresh
-# its lists when they are missing or older than a day. Sets APT_CONFIG_OUT
-# (its apt.conf) and DEBIAN_MIRROR.
+# debian_apt_make SUITE [ARCH]: create the private apt tree for SUITE (and
+# the Debian architecture ARCH, amd64 by default) and refresh its lists when
+# they are missing or older than a day. Sets APT_CONFIG_OUT (its apt.conf)
+# and DEBIAN_MIRROR.
 debian_apt_make() {
-	local suite=$1 mirror dir conf
+	local suite=$1 arch=${2:-amd64} mirror dir conf
 	mirror=$(debian_mirror)
 	dir=$VM_CACHE/apt-$suite-$(key_of "$mirror")
+	[ "$arch" = amd64 ] || dir=$VM_CACHE/apt-$suite-$arch-$(key_of "$mirror")
 	conf=$dir/apt.conf
 	DEBIAN_MIRROR=$mirror
 	mkdir -p "$dir"/etc/{preferences.d,apt.conf.d,sources.list.d} "$dir"/state/lists/partial \
@@ -75,12 +77,13 @@ debian_apt_make() {
 		Dir::State "$dir/state";
 		Dir::State::status "/dev/null";
 		Dir::Cache "$dir/cache";
-		APT::Architecture "amd64";
+		APT::Architecture "$arch";
+		APT::Architectures { "$arch"; };
 		APT::Sandbox::User "root";
 		Acquire::Languages "none";
 	EOF
 	if [ -z "$(find "$dir/state/lists" -maxdepth 1 -name '*_Packages' -mmin -1440 2>/dev/null)" ]; then
-		say "apt-get update ($suite, private configuration)"
+		say "apt-get update ($suite $arch, private configuration)"
 		APT_CONFIG=$conf apt-get update -qq >&2 || die "apt-get update for $suite failed"
 	fi
 	APT_CONFIG_OUT=$conf

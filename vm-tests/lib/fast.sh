@@ -155,9 +155,9 @@ fast_base_of() {
 		"$VM_TESTS/guest" "$VM_TESTS/lib/fast.sh" "$VM_TESTS/lib/kernel.sh")" fast_base_build
 }
 
-# fast_prepare: the initramfs pieces and the two disks, built or reused.
-fast_prepare() {
-	fast_pieces
+# fast_disks_prepare: the two disks (the arm64 tier boots them too), built
+# or reused; sets FAST_DISKS and the digests. Needs fast_pieces.
+fast_disks_prepare() {
 	# The disks depend on what the builder runs, not on the case scripts.
 	cached fast-disks "$(key_of "$KERNEL_VERSION" /bin/busybox "$(command -v fsverity)" \
 		"$CFSCTL" "$VM_TESTS/lib/trees.sh" "$VM_TESTS/guest/init" "$VM_TESTS/guest/build.sh" \
@@ -165,6 +165,12 @@ fast_prepare() {
 	FAST_DISKS=$CACHED
 	# shellcheck disable=SC1091
 	. "$FAST_DISKS/digests.env"
+}
+
+# fast_prepare: the initramfs pieces and the two disks, built or reused.
+fast_prepare() {
+	fast_pieces
+	fast_disks_prepare
 	FAST_RUN=$(mktemp -d "$VM_CACHE/run-fast.XXXXXX")
 	mkdir -p "$FAST_RUN/bin/usr/bin"
 	cp "$BIN" "$FAST_RUN/bin/usr/bin/cfs-setup-root"

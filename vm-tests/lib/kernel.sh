@@ -26,11 +26,11 @@ kernel_newer_prepare() {
 	say "newer guest kernel $NEWER_VERSION ($NEWER_SUITE)"
 }
 
-# kernel_fetch NAME APTCONF SUITE: download and unpack the kernel that
-# linux-image-amd64 names in SUITE, cached as NAME. Sets K_PKG, K_VERSION,
-# K_PKGVER, K_DIR, K_IMAGE.
+# kernel_fetch NAME APTCONF SUITE [META]: download and unpack the kernel that
+# META (linux-image-amd64 by default) names in SUITE, cached as NAME. Sets
+# K_PKG, K_VERSION, K_PKGVER, K_DIR, K_IMAGE.
 kernel_fetch() {
-	local name=$1 conf=$2 suite=$3 meta=linux-image-amd64
+	local name=$1 conf=$2 suite=$3 meta=${4:-linux-image-amd64}
 	# (awk reads to the end: leaving early would kill apt-cache under pipefail.)
 	K_PKG=$(APT_CONFIG=$conf apt-cache depends "$meta" |
 		awk '/Depends: linux-image-/ && !p { print $2; p = 1 }')
