@@ -26,7 +26,22 @@ fn read_only_root_gets_writable_persistent_state() {
     let ext4 = Ext4Root::new(&Sysroot::new(repo));
     let mp = &ext4.mountpoint;
     let karg = format!("composefs=?{}", repo.hex);
-    let args = ["--sysroot", mp.to_str().unwrap(), "--cmdline", &karg];
+    // The status record beside the disk and a TPM that does not exist: the host's /run and
+    // PCRs stay untouched.
+    let (status, no_tpm) = (
+        mp.with_extension("status.json"),
+        mp.with_extension("no-tpm"),
+    );
+    let args = [
+        "--sysroot",
+        mp.to_str().unwrap(),
+        "--cmdline",
+        &karg,
+        "--status-file",
+        status.to_str().unwrap(),
+        "--tpm-device",
+        no_tpm.to_str().unwrap(),
+    ];
     let deploy = Path::new("sysroot/state/deploy").join(&repo.hex);
 
     // First boot: no state yet; the filesystem is read-only.
@@ -82,7 +97,20 @@ fn read_only_device_falls_back_to_transient_state() {
     let mp = &ext4.mountpoint;
     let karg = format!("composefs=?{}", repo.hex);
     let ns = ext4.mount_readonly(true);
-    let run = ns.run(&["--sysroot", mp.to_str().unwrap(), "--cmdline", &karg]);
+    let (status, no_tpm) = (
+        mp.with_extension("status.json"),
+        mp.with_extension("no-tpm"),
+    );
+    let run = ns.run(&[
+        "--sysroot",
+        mp.to_str().unwrap(),
+        "--cmdline",
+        &karg,
+        "--status-file",
+        status.to_str().unwrap(),
+        "--tpm-device",
+        no_tpm.to_str().unwrap(),
+    ]);
     run.ok();
     let warnings: Vec<&str> = run
         .stderr
@@ -125,7 +153,15 @@ fn command_line_bytes_that_are_not_utf8() {
     let mut line = b"quiet splash=\xe9t\xe9 ".to_vec();
     line.extend_from_slice(format!("composefs=?{} ro\n", repo.hex).as_bytes());
     ns.fake_proc_cmdline(&sysroot.path, &line);
-    let run = ns.run(&["--sysroot", sysroot.path.to_str().unwrap()]);
+    // No --cmdline: /proc/cmdline is read. The status record and the TPM are the test's own.
+    let run = ns.run(&[
+        "--sysroot",
+        sysroot.path.to_str().unwrap(),
+        "--status-file",
+        sysroot.status.to_str().unwrap(),
+        "--tpm-device",
+        sysroot.no_tpm.to_str().unwrap(),
+    ]);
     run.ok();
     let s = sysroot.path.to_str().unwrap();
     assert!(

@@ -196,7 +196,13 @@ fn root_fs_tree_stands_in_for_the_image() {
         let cfg = base.join("conf.toml");
         fs::write(&cfg, "").unwrap();
         let ns = Namespace::new(&sysroot);
+        // The status record in the scratch directory and no TPM: the host stays untouched.
+        let (status, no_tpm) = (base.join("status.json"), base.join("no-tpm"));
         let mut args = vec![
+            "--status-file",
+            status.to_str().unwrap(),
+            "--tpm-device",
+            no_tpm.to_str().unwrap(),
             "--sysroot",
             sysroot.to_str().unwrap(),
             "--cmdline",
